@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# Recipe for: it.  ./run.sh --help lists the stages and options of adapt.sh.
+set -euo pipefail
+./adapt.sh --langs "it" "$@"

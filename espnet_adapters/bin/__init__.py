@@ -1,0 +1,1 @@
+"""Command-line entry points: ``python -m espnet_adapters.bin.<name> --help``."""

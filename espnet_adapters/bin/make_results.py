@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Write RESULTS.md from every scores.json of an exp/ tree.
+
+Reads <exp_dir>/<model_tag>/decode_<set>[_<variant>]/score/scores.json (written
+by espnet_adapters.bin.score) and writes, atomically:
+
+  - a header: date (UTC), git commit of this repository, python / torch /
+    transformers versions, CPU count, text normalizer, and the --command line
+    that reproduces the results;
+  - one summary table per decoding variant (decode_hi_test -> "default",
+    decode_hi_test_beam5 -> "beam5"): rows are model tags, columns languages,
+    cells "WER / CER (n=#utterances)" in percent;
+  - per model, ESPnet-style detailed tables |dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|
+    for words and for characters;
+  - the content of --extra_md, verbatim (give it its own "## ..." heading).
+
+Decodings without scores.json are not listed; finding none at all is an error,
+so that a wrong --exp_dir never overwrites RESULTS.md with an empty table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from espnet_adapters.scoring.results import collect_environment, find_entries, render_results
+from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
+from espnet_adapters.utils.fileio import atomic_write
+
+logger = logging.getLogger(__name__)
+
+# The checkout this package lives in: its commit is the code that produced the results.
+_REPO_DIR = Path(__file__).resolve().parents[2]
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    parser = make_parser(__doc__)
+    parser.add_argument("--exp_dir", type=Path, default=Path("exp"), help="Experiment directory to scan.")
+    parser.add_argument("--out", type=Path, default=Path("RESULTS.md"), help="Markdown file to write.")
+    parser.add_argument(
+        "--command", default=None, help="Command line that reproduces the results, shown in the header."
+    )
+    parser.add_argument("--extra_md", type=Path, default=None, help="Markdown file appended at the end.")
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    """Scan, render and write."""
+    if not args.exp_dir.is_dir():
+        raise UserInputError(f"{args.exp_dir}: no such directory")
+    entries = find_entries(args.exp_dir)
+    if not entries:
+        raise UserInputError(f"{args.exp_dir}: no */decode_*/score/scores.json found")
+    extra_md = None
+    if args.extra_md is not None:
+        try:
+            extra_md = args.extra_md.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise UserInputError(f"{args.extra_md}: cannot read ({err})") from err
+    text = render_results(entries, collect_environment(_REPO_DIR), args.command, extra_md)
+    with atomic_write(args.out) as out:
+        out.write(text)
+    logger.info("wrote %s (%d scored decodings)", args.out, len(entries))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m espnet_adapters.bin.make_results --help``."""
+    return run_main(get_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

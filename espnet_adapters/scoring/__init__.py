@@ -1,0 +1,9 @@
+"""Scoring: text normalisation, WER/CER with sclite-like ``result.txt``, ``RESULTS.md``.
+
+- :mod:`espnet_adapters.scoring.normalize`: the one normaliser applied to both
+  references and hypotheses (safe for Indic scripts, unlike Whisper's).
+- :mod:`espnet_adapters.scoring.metrics`: word/character alignments, counts and
+  the ``result.txt`` / ``result.cer.txt`` writers.
+- :mod:`espnet_adapters.scoring.results`: collects ``scores.json`` files of an
+  ``exp/`` tree into ``RESULTS.md``.
+"""

