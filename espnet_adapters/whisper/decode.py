@@ -63,13 +63,6 @@ def iter_batches(items: Sequence[tuple[str, np.ndarray, str]], opts: DecodeOptio
         yield batch
 
 
-def _language_of(ids: Sequence[int], id_to_lang: dict[int, str]) -> str:
-    for token in ids:
-        if token in id_to_lang:
-            return id_to_lang[token]
-    return "unknown"
-
-
 @torch.inference_mode()
 def decode_batch(
     model: WhisperForConditionalGeneration,
@@ -81,21 +74,24 @@ def decode_batch(
     features = processor.feature_extractor(
         [audio for _, audio, _ in batch], sampling_rate=SAMPLE_RATE, return_tensors="pt"
     ).input_features.to(model.device, model.dtype)
-    language = batch[0][2] if opts.lang_mode == "forced" else None
+    if opts.lang_mode == "forced":
+        languages = [lang for _, _, lang in batch]
+    else:
+        # Whisper's own detection (one extra encoder pass), then decode in the detected language.
+        id_to_lang = {idx: code.strip("<|>") for code, idx in model.generation_config.lang_to_id.items()}
+        languages = [id_to_lang[int(idx)] for idx in model.detect_language(input_features=features).view(-1)]
     sequences = model.generate(
         features,
-        language=language,
+        language=languages,
         task="transcribe",
         num_beams=opts.beam_size,
         do_sample=False,
         max_new_tokens=opts.max_new_tokens,
         return_timestamps=False,
     )
-    id_to_lang = {idx: code.strip("<|>") for code, idx in model.generation_config.lang_to_id.items()}
-    tokenizer = processor.tokenizer
-    hyps = []
-    for (utt_id, _, lang), ids in zip(batch, sequences.tolist()):
-        text = tokenizer.decode(ids, skip_special_tokens=True).strip()
-        decoded_lang = lang if language is not None else _language_of(ids, id_to_lang)
-        hyps.append(Hypothesis(utt_id, " ".join(text.split()), decoded_lang))
+    texts = processor.tokenizer.batch_decode(sequences, skip_special_tokens=True)
+    hyps = [
+        Hypothesis(utt_id, " ".join(text.split()), lang)
+        for (utt_id, _, _), text, lang in zip(batch, texts, languages)
+    ]
     return hyps
