@@ -48,6 +48,13 @@ install_apt() {
     DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# pip, quiet, without the warnings this machine's local package mirrors print for every lookup.
+pip_install() {
+    "${venv}/bin/python" -m pip install -q --disable-pip-version-check "$@" \
+        2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+}
+torch_version() { "${venv}/bin/python" -W ignore -c 'import torch; print(torch.__version__)' 2>/dev/null; }
+
 install_venv() {
     local stamp=${venv}/.installed
     local want
@@ -57,19 +64,18 @@ install_venv() {
         return
     fi
     [ -x "${venv}/bin/python" ] || { log "Creating ${venv}"; "${python}" -m venv "${venv}"; }
-    local pip=("${venv}/bin/python" -m pip install -q --disable-pip-version-check)
     log "Installing ${torch_spec}"
     if [ -n "${torch_index_url}" ]; then
-        "${pip[@]}" --index-url "${torch_index_url}" "${torch_spec}"
+        pip_install --index-url "${torch_index_url}" "${torch_spec}"
     else
-        "${pip[@]}" "${torch_spec}"
+        pip_install "${torch_spec}"
     fi
     local torch_before
-    torch_before=$("${venv}/bin/python" -c 'import torch; print(torch.__version__)')
+    torch_before=$(torch_version)
     log "Installing tools/requirements.txt (torch ${torch_before} stays)"
-    "${pip[@]}" -r "${tools_dir}/requirements.txt" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+    pip_install -r "${tools_dir}/requirements.txt"
     local torch_after
-    torch_after=$("${venv}/bin/python" -c 'import torch; print(torch.__version__)')
+    torch_after=$(torch_version)
     if [ "${torch_before}" != "${torch_after}" ]; then
         log "ERROR: the requirements replaced torch ${torch_before} by ${torch_after}; pin it in tools/requirements.txt"
         exit 1

@@ -1,10 +1,18 @@
 #!/usr/bin/env python3
 """Decode a Kaldi data dir (or one job's share of it) with a Whisper model.
 
+Inputs, one of: the audio of ``--data_dir/wav.scp`` (default), trimmed log-mel
+features from dump_feats (``--feats_scp``), or the encoder outputs cached by
+cache_encoder (``--encoder_cache``: only the decoder runs).  Audio becomes the
+same trimmed features first, so all three decode identically up to the cache's
+float16 rounding.  ``--adapter_dir`` applies a peft LoRA adapter, unmerged or
+merged into the weights (``--merge_adapter true``).
+
 Writes, atomically, into ``--out_dir``:
   hyp         Kaldi text file: ``utt hypothesis`` (an empty hypothesis is just ``utt``)
   hyp_lang    ``utt lang``: the language decoded in (forced, or Whisper's detection)
-  stats.json  utterances, audio seconds, wall seconds, real-time factor, options
+  stats.json  utterances, audio seconds, wall seconds, real-time factor, input,
+              adapter, options
 
 The recipe's decode stage runs one of these per ``--nj`` job through
 ``${decode_cmd}`` and merges the hyps; run alone it decodes a whole dir.
@@ -22,15 +30,18 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from tqdm import tqdm
+from transformers import WhisperFeatureExtractor
 
-from espnet_adapters.data.audio import read_audio
-from espnet_adapters.data.kaldi import read_map, read_map_lines, write_map
-from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
+from espnet_adapters.data.kaldi import read_map, write_map
+from espnet_adapters.utils.cli import UserInputError, make_parser, run_main, str2bool
 from espnet_adapters.utils.fileio import atomic_dir
-from espnet_adapters.whisper.decode import SAMPLE_RATE, DecodeOptions, decode_batch, iter_batches
-from espnet_adapters.whisper.model import load_whisper, pick_device
+from espnet_adapters.whisper.decode import DecodeOptions, Hypothesis, decode_features, detect_languages, iter_batches
+from espnet_adapters.whisper.encoder_cache import EncoderCache, encoder_fingerprint
+from espnet_adapters.whisper.features import iter_audio_logmel, iter_feats_scp, job_keys, stack_features
+from espnet_adapters.whisper.model import adapter_touches_encoder, load_whisper, pick_device, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +53,16 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keys", type=Path, default=None, help="Decode only these utterances (first column).")
     parser.add_argument("--out_dir", type=Path, required=True, help="Where hyp, hyp_lang, stats.json go.")
     parser.add_argument("--whisper_model", default="whisper-base", help="Short name, local dir or Hub id.")
+    parser.add_argument(
+        "--feats_scp", type=Path, default=None,
+        help="Trimmed features (dump_feats) instead of audio; with --encoder_cache, what the cache is checked against.",
+    )
+    parser.add_argument(
+        "--encoder_cache", type=Path, default=None,
+        help="Cached encoder outputs (cache_encoder) instead of audio; not with an adapter that changes the encoder.",
+    )
+    parser.add_argument("--adapter_dir", type=Path, default=None, help="A peft LoRA adapter on --whisper_model.")
+    parser.add_argument("--merge_adapter", type=str2bool, default=False, help="Merge the adapter into the weights.")
     parser.add_argument("--beam_size", type=int, default=1, help="1 = greedy search.")
     parser.add_argument("--batch_size", type=int, default=8, help="Utterances per generate() call.")
     parser.add_argument("--max_new_tokens", type=int, default=224, help="Cap on generated tokens per utterance.")
@@ -54,38 +75,87 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _payloads(
+    args: argparse.Namespace, extractor: WhisperFeatureExtractor
+) -> tuple[dict[str, np.ndarray | None], float | None]:
+    """Trimmed features per utterance (``None`` with an encoder cache) and the audio seconds.
+
+    Audio and dumped features take the same path from here on; the seconds come
+    from the audio itself, or from ``utt2dur`` when only features are read.
+    """
+    if args.feats_scp is None and args.encoder_cache is None:
+        items = list(iter_audio_logmel(args.data_dir, args.keys, extractor))
+        return {utt: feats for utt, feats, _ in items}, sum(seconds for _, _, seconds in items)
+    utt2dur_path = args.data_dir / "utt2dur"
+    utt2dur = read_map(utt2dur_path) if utt2dur_path.exists() else {}
+    if args.encoder_cache is None:
+        keys = job_keys(args.keys, read_map(args.feats_scp), args.feats_scp)
+        payloads: dict[str, np.ndarray | None] = dict(iter_feats_scp(args.feats_scp, keys))
+    else:
+        keys = job_keys(args.keys, read_map(args.data_dir / "wav.scp"), args.data_dir / "wav.scp")
+        payloads = dict.fromkeys(keys)
+    seconds = sum(float(utt2dur[utt]) for utt in keys) if utt2dur.keys() >= set(keys) else None
+    return payloads, seconds
+
+
+def _open_cache(args: argparse.Namespace, keys: Sequence[str]) -> EncoderCache:
+    """The encoder cache, checked against the model, and against the features when ``--feats_scp`` is given."""
+    if args.adapter_dir is not None and adapter_touches_encoder(args.adapter_dir):
+        raise UserInputError(
+            f"{args.adapter_dir}: the adapter changes encoder weights, so cached encoder outputs"
+            f" ({args.encoder_cache}) do not apply; decode from audio or --feats_scp"
+        )
+    expected = None if args.feats_scp is None else encoder_fingerprint(args.whisper_model, args.feats_scp)
+    cache = EncoderCache(args.encoder_cache, expected)
+    if cache.model != resolve_model(args.whisper_model):
+        raise UserInputError(
+            f"{args.encoder_cache}: computed with {cache.model}, not {resolve_model(args.whisper_model)};"
+            f" re-run stage 4 / delete {args.encoder_cache}"
+        )
+    for utt in keys:
+        if utt not in cache:
+            raise UserInputError(f"{args.encoder_cache}: utterance {utt} is not cached (re-run stage 4)")
+    return cache
+
+
 def run(args: argparse.Namespace) -> None:
-    """Load the audio and the model, decode in batches, write the outputs."""
+    """Load the inputs and the model, decode in batches, write the outputs."""
     torch.set_num_threads(args.num_threads)
-    wav_scp = read_map_lines(args.data_dir / "wav.scp")
-    keys = list(read_map(args.keys, allow_empty_value=True)) if args.keys else list(wav_scp)
     utt2lang_path = args.data_dir / "utt2lang"
     if args.lang_mode == "forced" and not utt2lang_path.exists():
         raise UserInputError(f"{utt2lang_path}: missing; it is needed to force the language (or use --lang_mode auto)")
     utt2lang = read_map(utt2lang_path) if utt2lang_path.exists() else {}
     opts = DecodeOptions(args.beam_size, args.batch_size, args.max_new_tokens, args.lang_mode)
-    model, processor = load_whisper(args.whisper_model, pick_device(args.ngpu))
-    items = []
-    for utt in keys:
-        if utt not in wav_scp:
-            raise UserInputError(f"{args.keys}: utterance {utt} is not in {args.data_dir / 'wav.scp'}")
-        lineno, entry = wav_scp[utt]
-        audio = read_audio(entry, SAMPLE_RATE, f"{args.data_dir / 'wav.scp'}:{lineno}")
-        items.append((utt, audio, utt2lang.get(utt, "")))
-    audio_seconds = sum(len(audio) for _, audio, _ in items) / SAMPLE_RATE
+    model, processor = load_whisper(args.whisper_model, pick_device(args.ngpu), args.adapter_dir, args.merge_adapter)
+    payloads, audio_seconds = _payloads(args, processor.feature_extractor)
+    cache = _open_cache(args, list(payloads)) if args.encoder_cache is not None else None
+    items = [(utt, feats, utt2lang.get(utt, "")) for utt, feats in payloads.items()]
     start = time.perf_counter()
-    hyps = []
+    hyps: list[Hypothesis] = []
     with tqdm(total=len(items), desc=f"decode {args.data_dir.name}", mininterval=10) as progress:
         for batch in iter_batches(items, opts):
-            hyps.extend(decode_batch(model, processor, batch, opts))
+            utts = [utt for utt, _, _ in batch]
+            if cache is None:
+                inputs = {"input_features": stack_features([feats for _, feats, _ in batch])}
+            else:
+                inputs = {"encoder_outputs": cache.get_batch(utts)}
+            if opts.lang_mode == "forced":
+                languages = [lang for _, _, lang in batch]
+            else:
+                languages = detect_languages(model, **inputs)
+            texts = decode_features(model, processor.tokenizer, **inputs, languages=languages, opts=opts)
+            hyps.extend(Hypothesis(*hyp) for hyp in zip(utts, texts, languages))
             progress.update(len(batch))
     wall = time.perf_counter() - start
     stats = {
         "utterances": len(hyps),
-        "audio_seconds": round(audio_seconds, 2),
+        "audio_seconds": None if audio_seconds is None else round(audio_seconds, 2),
         "decode_seconds": round(wall, 2),
         "rtf": round(wall / audio_seconds, 4) if audio_seconds else None,
         "whisper_model": args.whisper_model,
+        "adapter_dir": None if args.adapter_dir is None else str(args.adapter_dir),
+        "merge_adapter": args.merge_adapter,
+        "input": "encoder_cache" if cache is not None else "feats_scp" if args.feats_scp is not None else "audio",
         "options": vars(opts),
         "device": str(model.device),
         "num_threads": args.num_threads,
@@ -94,7 +164,7 @@ def run(args: argparse.Namespace) -> None:
         write_map(tmp / "hyp", {hyp.utt_id: hyp.text for hyp in hyps})
         write_map(tmp / "hyp_lang", {hyp.utt_id: hyp.lang for hyp in hyps})
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    logger.info("decoded %d utterances (%.1f s of audio) in %.1f s", len(hyps), audio_seconds, wall)
+    logger.info("decoded %d utterances in %.1f s (%s)", len(hyps), wall, stats["input"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

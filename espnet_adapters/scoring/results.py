@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import platform
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from espnet_adapters.utils.cli import UserInputError
 logger = logging.getLogger(__name__)
 
 DEFAULT_VARIANT = "default"
+# exp/<base>_lora_<lang>_<tag>: the experiment name stage 6 gives a language's adapter.
+ADAPTER_MODEL = re.compile(r"^(?P<base>.+)_lora_(?P<lang>[a-z]{2,3})_(?P<tag>.+)$")
 _COUNT_KEYS = ("ref", "cor", "sub", "del", "ins")
 _DETAIL_HEADER = "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|"
 
@@ -201,7 +204,8 @@ def _summary_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
     lines = [
         f"## Summary: decoding `{variant}`",
         "",
-        "WER / CER in %, n = number of test utterances.",
+        "WER / CER in %, n = number of test utterances. A row `<base>_lora_<lang>_<tag>` is the "
+        "adapter trained on <lang>: its other columns are the cross-language (forgetting) check.",
         "",
         "|model|" + "|".join(_column_labels(columns)) + "|",
         "|---|" + "---|" * len(columns),
@@ -213,6 +217,42 @@ def _summary_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
             row.append("-" if entry is None else _summary_cell(entry))
         lines.append(f"|{model}|" + "|".join(row) + "|")
     return lines + [""]
+
+
+def _relative(new: float, old: float) -> str:
+    return "n/a" if old == 0 else f"{100.0 * (new - old) / old:+.1f}%"
+
+
+def _adapter_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
+    """Each language's adapter on its own language's test set next to its base model.
+
+    Empty when no adapter was scored: then there is nothing to compare.
+    """
+    cells = {(entry.model, entry.set_name): entry for entry in entries}
+    rows = []
+    for entry in sorted(entries, key=lambda e: (e.lang, e.set_name, e.model)):
+        match = ADAPTER_MODEL.match(entry.model)
+        if match is None or match["lang"] != entry.lang:
+            continue
+        base = cells.get((match["base"], entry.set_name))
+        if base is None:
+            continue
+        rows.append(
+            f"|{entry.set_name}|{match['base']}|{_pct(base.wer)} / {_pct(base.cer)}|{match['tag']}|"
+            f"{_pct(entry.wer)} / {_pct(entry.cer)}|{_relative(entry.wer, base.wer)}|{_relative(entry.cer, base.cer)}|"
+        )
+    if not rows:
+        return []
+    return [
+        f"## Adapters vs base: decoding `{variant}`",
+        "",
+        "Each language's LoRA adapter on its own test set; WER / CER in %, relative change vs the base model.",
+        "",
+        "|test set|base model|base WER / CER|adapter|adapter WER / CER|WER change|CER change|",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _detail_row(entry: ScoreEntry, counts: dict[str, int]) -> str:
@@ -253,7 +293,9 @@ def render_results(
     variant, detailed WER/CER tables per model, then ``extra_md`` verbatim."""
     lines = _header(env, command, (entry.normalizer for entry in entries))
     for variant in sorted({entry.variant for entry in entries}, key=_variant_order):
-        lines += _summary_table(variant, [entry for entry in entries if entry.variant == variant])
+        selected = [entry for entry in entries if entry.variant == variant]
+        lines += _adapter_table(variant, selected)
+        lines += _summary_table(variant, selected)
     for model in sorted({entry.model for entry in entries}):
         lines += _model_tables(model, [entry for entry in entries if entry.model == model])
     text = "\n".join(lines)

@@ -12,18 +12,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import torch
-from transformers import WhisperForConditionalGeneration, WhisperProcessor
+from peft import PeftModel
+from safetensors import safe_open
+from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
 
 from espnet_adapters.utils.cli import UserInputError
 
 logger = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "tools" / "models"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # what peft's save_pretrained writes
+_ENCODER_PARAM = re.compile(r"(^|\.)encoder\.")  # model.encoder.*, not decoder ...encoder_attn.*
 
 
 def resolve_model(name: str, models_dir: Path = MODELS_DIR) -> str:
@@ -52,16 +58,86 @@ def pick_device(ngpu: int) -> torch.device:
     return torch.device("cpu")
 
 
-def load_whisper(name: str, device: torch.device) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
-    """Load model and processor, in fp16 on CUDA and fp32 on the CPU, in eval mode."""
+def load_error(source: str, err: Exception) -> UserInputError:
+    """A load failure as a user error, with the hint that matters offline."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") == "1"
+    hint = " Hub access is off (HF_HUB_OFFLINE=1): set HF_HUB_OFFLINE=0 to download." if offline else ""
+    return UserInputError(f"cannot load Whisper model {source!r}: {err}.{hint}")
+
+
+def load_feature_extractor(name: str) -> WhisperFeatureExtractor:
+    """Only the feature extractor of ``--whisper_model``: feature dumps never need the weights."""
+    source = resolve_model(name)
+    try:
+        return WhisperFeatureExtractor.from_pretrained(source)
+    except OSError as err:
+        raise load_error(source, err) from err
+
+
+def adapter_touches_encoder(adapter_dir: Path) -> bool:
+    """Whether a saved peft adapter changes any encoder weight.
+
+    Decided from the weight names the adapter stores, not from
+    ``target_modules``: a plain list like ``["q_proj", "v_proj"]`` matches the
+    encoder's attention too, and ``modules_to_save`` can name encoder modules.
+    The decoder's cross-attention (``encoder_attn``) reads the encoder outputs
+    but does not change them, so it does not count.
+    """
+    weights = adapter_dir / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise UserInputError(f"{adapter_dir}: no {ADAPTER_WEIGHTS}; not a peft adapter saved with safetensors")
+    with safe_open(str(weights), framework="pt") as handle:
+        return any(_ENCODER_PARAM.search(key) for key in handle.keys())
+
+
+def load_whisper(
+    name: str, device: torch.device, adapter_dir: Path | None = None, merge: bool = False
+) -> tuple[WhisperForConditionalGeneration | PeftModel, WhisperProcessor]:
+    """Load model (and optionally a LoRA adapter) and processor, in eval mode.
+
+    The base is loaded in fp32 and the adapter attached (and merged, with
+    ``merge``) before the cast to the job's dtype, fp16 on CUDA and fp32 on the
+    CPU, so a merge never rounds the LoRA update onto low-precision weights.
+    An adapter trained on another base (another size: other d_model or layer
+    count) fails with a message naming ``adapter_dir`` instead of a wall of
+    state-dict size mismatches.
+    """
     source = resolve_model(name)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     try:
         processor = WhisperProcessor.from_pretrained(source)
-        model = WhisperForConditionalGeneration.from_pretrained(source, dtype=dtype)
+        load_dtype = dtype if adapter_dir is None else torch.float32
+        model = WhisperForConditionalGeneration.from_pretrained(source, dtype=load_dtype)
     except OSError as err:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") == "1"
-        hint = " Hub access is off (HF_HUB_OFFLINE=1): set HF_HUB_OFFLINE=0 to download." if offline else ""
-        raise UserInputError(f"cannot load Whisper model {source!r}: {err}.{hint}") from err
-    logger.info("loaded %s (%s, %s)", source, device, dtype)
-    return model.to(device).eval(), processor
+        raise load_error(source, err) from err
+    if adapter_dir is not None:
+        model = _attach_adapter(model, source, adapter_dir, merge)
+    logger.info("loaded %s%s (%s, %s)", source, _adapter_note(adapter_dir, merge), device, dtype)
+    return model.to(device, dtype).eval(), processor
+
+
+def _attach_adapter(
+    base: WhisperForConditionalGeneration, source: str, adapter_dir: Path, merge: bool
+) -> WhisperForConditionalGeneration | PeftModel:
+    """``PeftModel.from_pretrained`` (the upstream loader), merged on request."""
+    config_path = adapter_dir / "adapter_config.json"
+    if not config_path.is_file():
+        raise UserInputError(f"{adapter_dir}: no adapter_config.json; not a peft adapter directory")
+    trained_on = json.loads(config_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if trained_on and Path(trained_on).name != Path(source).name:
+        logger.warning("%s was trained on %s, decoding with %s", adapter_dir, trained_on, source)
+    try:
+        model = PeftModel.from_pretrained(base, str(adapter_dir))
+    except (RuntimeError, ValueError, KeyError) as err:
+        detail = str(err).strip().splitlines()
+        raise UserInputError(
+            f"{adapter_dir}: adapter does not fit the base model {source} (made for another model size?):"
+            f" {' '.join(line.strip() for line in detail[:2])}"
+        ) from err
+    return model.merge_and_unload() if merge else model
+
+
+def _adapter_note(adapter_dir: Path | None, merge: bool) -> str:
+    if adapter_dir is None:
+        return ""
+    return f" + adapter {adapter_dir} ({'merged' if merge else 'unmerged'})"

@@ -230,13 +230,13 @@ def _fake_exp(exp: Path) -> None:
         "whisper_base/decode_hi_test": _scores("hi", "hi_test", 10, [100, 80, 15, 5, 2], [500, 450, 30, 20, 10], 60.0),
         "whisper_base/decode_it_test": _scores("it", "it_test", 8, [50, 45, 4, 1, 0], [300, 290, 6, 4, 3], 25.0),
         "whisper_base/decode_hi_test_beam5": _scores("hi", "hi_test", 10, [100, 85, 10, 5, 1], [500, 470, 20, 10, 5], 50.0),
-        "lora_hi/decode_hi_test": _scores("hi", "hi_test", 10, [100, 90, 8, 2, 1], [500, 490, 6, 4, 2], 30.0),
+        "whisper_base_lora_hi_r32_qv_dec/decode_hi_test": _scores("hi", "hi_test", 10, [100, 90, 8, 2, 1], [500, 490, 6, 4, 2], 30.0),
         ".lora_tmp/decode_te_test": _scores("te", "te_test", 5, [10, 0, 10, 0, 0], [50, 0, 50, 0, 0], 100.0),
     }
     for decode, data in tree.items():
         _write(exp / decode / "score" / "scores.json", json.dumps(data))
-    (exp / "lora_hi" / "decode_pa_test" / "score").mkdir(parents=True)  # decoded, not scored
-    (exp / "lora_pa").mkdir()  # trained, never decoded
+    (exp / "whisper_base_lora_hi_r32_qv_dec" / "decode_pa_test" / "score").mkdir(parents=True)  # decoded, not scored
+    (exp / "whisper_base_lora_pa_r32_qv_dec").mkdir()  # trained, never decoded
 
 
 ENV = Environment(
@@ -258,36 +258,30 @@ EXPECTED_RESULTS = f"""\
 - text normalizer: `{NORMALIZER_VERSION}`
 - how to reproduce: `./run.sh --stage 7`
 
+## Adapters vs base: decoding `default`
+
+Each language's LoRA adapter on its own test set; WER / CER in %, relative change vs the base model.
+
+|test set|base model|base WER / CER|adapter|adapter WER / CER|WER change|CER change|
+|---|---|---|---|---|---|---|
+|hi_test|whisper_base|22.0 / 12.0|r32_qv_dec|11.0 / 2.4|-50.0%|-80.0%|
+
 ## Summary: decoding `default`
 
-WER / CER in %, n = number of test utterances.
+WER / CER in %, n = number of test utterances. A row `<base>_lora_<lang>_<tag>` is the adapter trained on <lang>: its other columns are the cross-language (forgetting) check.
 
 |model|hi|it|
 |---|---|---|
-|lora_hi|11.0 / 2.4 (n=10)|-|
 |whisper_base|22.0 / 12.0 (n=10)|10.0 / 4.3 (n=8)|
+|whisper_base_lora_hi_r32_qv_dec|11.0 / 2.4 (n=10)|-|
 
 ## Summary: decoding `beam5`
 
-WER / CER in %, n = number of test utterances.
+WER / CER in %, n = number of test utterances. A row `<base>_lora_<lang>_<tag>` is the adapter trained on <lang>: its other columns are the cross-language (forgetting) check.
 
 |model|hi|
 |---|---|
 |whisper_base|16.0 / 7.0 (n=10)|
-
-## lora_hi
-
-### WER
-
-|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|
-|---|---|---|---|---|---|---|---|---|
-|decode_hi_test|10|100|90.0|8.0|2.0|1.0|11.0|30.0|
-
-### CER (Wrd counts characters, spaces included)
-
-|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|
-|---|---|---|---|---|---|---|---|---|
-|decode_hi_test|10|500|98.0|1.2|0.8|0.4|2.4|30.0|
 
 ## whisper_base
 
@@ -307,6 +301,20 @@ WER / CER in %, n = number of test utterances.
 |decode_hi_test_beam5|10|500|94.0|4.0|2.0|1.0|7.0|50.0|
 |decode_it_test|8|300|96.7|2.0|1.3|1.0|4.3|25.0|
 
+## whisper_base_lora_hi_r32_qv_dec
+
+### WER
+
+|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|
+|---|---|---|---|---|---|---|---|---|
+|decode_hi_test|10|100|90.0|8.0|2.0|1.0|11.0|30.0|
+
+### CER (Wrd counts characters, spaces included)
+
+|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|
+|---|---|---|---|---|---|---|---|---|
+|decode_hi_test|10|500|98.0|1.2|0.8|0.4|2.4|30.0|
+
 ## Notes
 
 Trained on the synthetic corpus.
@@ -317,10 +325,10 @@ def test_render_results_from_fake_exp(tmp_path: Path) -> None:
     _fake_exp(tmp_path / "exp")
     entries = find_entries(tmp_path / "exp")
     assert [(entry.model, entry.decode_dir) for entry in entries] == [
-        ("lora_hi", "decode_hi_test"),
         ("whisper_base", "decode_hi_test"),
         ("whisper_base", "decode_hi_test_beam5"),
         ("whisper_base", "decode_it_test"),
+        ("whisper_base_lora_hi_r32_qv_dec", "decode_hi_test"),
     ]
     text = render_results(entries, ENV, "./run.sh --stage 7", "## Notes\n\nTrained on the synthetic corpus.\n")
     assert text == EXPECTED_RESULTS
@@ -334,7 +342,7 @@ def test_make_results_cli(tmp_path: Path) -> None:
     text = out.read_text(encoding="utf-8")
     assert "- how to reproduce: `./run.sh`\n" in text
     assert "|whisper_base|22.0 / 12.0 (n=10)|10.0 / 4.3 (n=8)|\n" in text
-    for unlisted in ("decode_pa_test", "lora_pa", "te_test", "lora_tmp"):
+    for unlisted in ("decode_pa_test", "whisper_base_lora_pa_r32_qv_dec", "te_test", "lora_tmp"):
         assert unlisted not in text
 
 

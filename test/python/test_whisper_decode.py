@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from espnet_adapters.bin import whisper_decode
+from espnet_adapters.bin import cache_encoder, dump_feats, whisper_decode
 from espnet_adapters.data.kaldi import read_map, write_data_dir
 from espnet_adapters.data.synth import load_synth_config, plan_corpus, synthesize_all
 from espnet_adapters.scoring.metrics import score_chars
@@ -73,6 +73,23 @@ def test_auto_language_detects_italian(mixed_dir: Path, tmp_path: Path, whisper_
     detected = read_map(tmp_path / "auto" / "hyp_lang")
     assert {detected[u] for u in detected if u.startswith("it_")} == {"it"}
     assert set(detected.values()) <= {lang.strip("<|>") for lang in json.loads((whisper_base_dir / "generation_config.json").read_text())["lang_to_id"]}
+
+
+def test_features_and_encoder_cache_decode_like_audio(mixed_dir: Path, tmp_path: Path, whisper_base_dir: Path) -> None:
+    """Audio, dumped features and cached encoder outputs are three entries to one pipeline."""
+    model = str(whisper_base_dir)
+    assert dump_feats.main(["--data_dir", str(mixed_dir), "--whisper_model", model, "--out_dir", str(tmp_path / "feats")]) == 0
+    scp = tmp_path / "feats" / "feats.scp"
+    assert cache_encoder.main(["--feats_scp", str(scp), "--whisper_model", model, "--out_dir", str(tmp_path / "cache"),
+                               "--shard", "1", "--batch_size", "2"]) == 0
+    greedy = ("--max_new_tokens", "40")
+    from_audio = _decode(mixed_dir, tmp_path / "audio", whisper_base_dir, *greedy)
+    from_feats = _decode(mixed_dir, tmp_path / "f", whisper_base_dir, *greedy, "--feats_scp", str(scp))
+    from_cache = _decode(mixed_dir, tmp_path / "c", whisper_base_dir, *greedy, "--encoder_cache", str(tmp_path / "cache"),
+                         "--feats_scp", str(scp))
+    assert from_feats == from_audio  # the same features, bit for bit
+    # float16 storage of the encoder outputs may change a low-confidence token, rarely.
+    assert sum(from_cache[u] == from_audio[u] for u in from_audio) >= len(from_audio) - 1
 
 
 def test_batches_never_mix_forced_languages() -> None:

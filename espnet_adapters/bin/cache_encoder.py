@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Run the frozen Whisper encoder once over one job's features and store the outputs.
+
+Writes into ``--out_dir`` (a cache directory shared by all jobs):
+  shard.<JOB>.safetensors  (1500, d_model) float16 per utterance, keyed by utterance id
+                           (written to a temporary name and renamed when complete)
+  fingerprint.json         base model + features fingerprint; every job writes the same
+                           one, and a different one already there is an error (a stale
+                           cache: delete the directory)
+
+The recipe runs this as ``run.pl JOB=1:N ... --shard JOB``, every job with the
+whole set's ``--feats_scp`` and its own ``--keys``.  Only the encoder runs,
+under ``torch.inference_mode``; decoder-only LoRA training and decoding then
+read the outputs through ``espnet_adapters.whisper.encoder_cache.EncoderCache``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from espnet_adapters.data.kaldi import read_map
+from espnet_adapters.utils.cli import make_parser, run_main
+from espnet_adapters.whisper.encoder_cache import claim_cache_dir, encoder_fingerprint, shard_path, write_shard
+from espnet_adapters.whisper.features import iter_feats_scp, job_keys, stack_features
+from espnet_adapters.whisper.model import load_whisper, pick_device
+
+logger = logging.getLogger(__name__)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    parser = make_parser(__doc__)
+    parser.add_argument("--feats_scp", type=Path, required=True, help="The whole set's feats.scp (dump_feats).")
+    parser.add_argument("--keys", type=Path, default=None, help="This job's utterances (first column).")
+    parser.add_argument("--whisper_model", default="whisper-base", help="Short name, local dir or Hub id.")
+    parser.add_argument("--out_dir", type=Path, required=True, help="The cache directory.")
+    parser.add_argument("--shard", type=int, required=True, help="Job number: writes shard.<JOB>.safetensors.")
+    parser.add_argument("--batch_size", type=int, default=8, help="Utterances per encoder call.")
+    parser.add_argument("--ngpu", type=int, default=0, help="0 runs on the CPU, 1 on a CUDA device.")
+    parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads of this job.")
+    return parser
+
+
+def _encode(
+    encoder: torch.nn.Module, items: Iterator[tuple[str, np.ndarray]], batch_size: int, progress: tqdm
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(utt, encoder output)`` batch by batch, so the shard writer streams them."""
+    parameter = next(encoder.parameters())
+    while batch := list(itertools.islice(items, batch_size)):
+        features = stack_features([feats for _, feats in batch]).to(parameter.device, parameter.dtype)
+        with torch.inference_mode():
+            hidden = encoder(input_features=features).last_hidden_state.to("cpu")
+        progress.update(len(batch))
+        yield from zip((utt for utt, _ in batch), hidden)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Fingerprint, claim the cache dir, encode, write the shard."""
+    torch.set_num_threads(args.num_threads)
+    fingerprint = encoder_fingerprint(args.whisper_model, args.feats_scp)
+    claim_cache_dir(args.out_dir, fingerprint, args.whisper_model)
+    keys = job_keys(args.keys, read_map(args.feats_scp), args.feats_scp)
+    model, _ = load_whisper(args.whisper_model, pick_device(args.ngpu))
+    shape = (model.config.max_source_positions, model.config.d_model)
+    start = time.perf_counter()
+    with tqdm(total=len(keys), desc=f"encode {args.feats_scp.parent.name}", mininterval=10) as progress:
+        outputs = _encode(model.get_encoder(), iter_feats_scp(args.feats_scp, keys), args.batch_size, progress)
+        write_shard(shard_path(args.out_dir, args.shard), outputs, keys, shape, fingerprint)
+    wall = time.perf_counter() - start
+    logger.info(
+        "%s: %d utterances in %.1f s (%.2f s each), %.2f MB each",
+        shard_path(args.out_dir, args.shard), len(keys), wall, wall / max(len(keys), 1), shape[0] * shape[1] * 2 / 1e6,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m espnet_adapters.bin.cache_encoder --help``."""
+    return run_main(get_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Speed-perturb a training data dir, Kaldi style: one copy per factor, via sox pipes.
+
+For each factor f other than 1.0, every utterance gets a copy whose id and speaker
+are prefixed ``sp<f>-`` (the perturbed speaker is a new speaker: pitch and tempo
+both change) and whose ``wav.scp`` entry pipes the original audio through
+``sox ... speed f``.  No audio is written here: the format stage decodes the pipes
+like any other corpus entry.  Durations in ``utt2dur`` are divided by f.  Factor
+1.0 keeps the original utterances unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+from pathlib import Path
+from typing import Sequence
+
+from espnet_adapters.data.kaldi import read_map, write_data_dir
+from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
+
+logger = logging.getLogger(__name__)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    parser = make_parser(__doc__)
+    parser.add_argument("--in_dir", type=Path, required=True, help="Source Kaldi data dir.")
+    parser.add_argument("--out_dir", type=Path, required=True, help="Perturbed data dir (replaced atomically).")
+    parser.add_argument("--factors", type=float, nargs="+", default=[0.9, 1.0, 1.1], help="Speed factors.")
+    return parser
+
+
+def perturbed_entry(entry: str, factor: float) -> str:
+    """A ``wav.scp`` value whose output is ``entry``'s audio at ``factor`` times the speed."""
+    if entry.rstrip().endswith("|"):
+        return f"{entry.rstrip()[:-1].rstrip()} | sox -t wav - -t wav - speed {factor} |"
+    return f"sox {shlex.quote(entry)} -t wav - speed {factor} |"
+
+
+def run(args: argparse.Namespace) -> None:
+    """Write one copy of the data dir per factor into ``--out_dir``."""
+    if any(factor <= 0 for factor in args.factors) or len(set(args.factors)) != len(args.factors):
+        raise UserInputError(f"--factors must be distinct positive numbers, got {args.factors}")
+    if (args.in_dir / "segments").exists():
+        raise UserInputError(f"{args.in_dir}/segments: perturb after formatting segments into recordings")
+    sources = {name: read_map(args.in_dir / name) for name in ("wav.scp", "text", "utt2spk")}
+    optional = {
+        name: read_map(args.in_dir / name)
+        for name in ("utt2lang", "utt2dur", "utt2category", "spk2gender")
+        if (args.in_dir / name).exists()
+    }
+    out: dict[str, dict[str, str]] = {name: {} for name in ("wav.scp", "text", "utt2spk", *optional)}
+    for factor in args.factors:
+        prefix = "" if factor == 1.0 else f"sp{factor:g}-"
+        for utt, spk in sources["utt2spk"].items():
+            new = prefix + utt
+            out["utt2spk"][new] = prefix + spk
+            out["text"][new] = sources["text"][utt]
+            wav = sources["wav.scp"][utt]
+            out["wav.scp"][new] = wav if factor == 1.0 else perturbed_entry(wav, factor)
+            for name in ("utt2lang", "utt2category"):
+                if name in optional:
+                    out[name][new] = optional[name][utt]
+            if "utt2dur" in optional:
+                out["utt2dur"][new] = f"{float(optional['utt2dur'][utt]) / factor:.3f}"
+        if "spk2gender" in optional:
+            for spk, gender in optional["spk2gender"].items():
+                out["spk2gender"][prefix + spk] = gender
+    write_data_dir(
+        args.out_dir,
+        wav_scp=out["wav.scp"],
+        text=out["text"],
+        utt2spk=out["utt2spk"],
+        **{name.replace(".", "_"): values for name, values in out.items() if name in optional},
+    )
+    logger.info("%s: %d utterances (factors %s)", args.out_dir, len(out["text"]), args.factors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m espnet_adapters.bin.speed_perturb --help``."""
+    return run_main(get_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

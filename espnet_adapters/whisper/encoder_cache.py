@@ -1,0 +1,248 @@
+"""The frozen Whisper encoder's outputs, computed once per utterance and stored.
+
+LoRA on the decoder only leaves the encoder unchanged, and the encoder is most
+of the cost of a training step on 30 s windows (whisper-base on 2 CPU threads,
+batch 4: 9.4 s per step with the encoder, 1.19 s on cached outputs).  So the
+recipe runs the encoder once, here, and training and dev decoding read its
+outputs back.
+
+Layout of a cache directory:
+  shard.<JOB>.safetensors  one per job of the recipe's ``run.pl JOB=1:N``; keys are
+                           utterance ids, values (1500, d_model) float16 (half the
+                           bytes of float32; the decoder's cross-attention does not
+                           notice the rounding)
+  fingerprint.json         what the outputs were computed from (:func:`encoder_fingerprint`)
+
+A cache is only valid for the base model and the features it was computed
+from, and a stale one would silently train on the wrong inputs: readers check
+the fingerprint (in ``fingerprint.json`` and in every shard's metadata) and
+refuse a mismatch.  Shards are read lazily through ``safe_open`` (memory-mapped):
+a training job touches only the utterances of its batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import struct
+from pathlib import Path
+from typing import BinaryIO, Iterable, Sequence
+
+import torch
+from huggingface_hub import snapshot_download
+from safetensors import safe_open
+
+from espnet_adapters.data.kaldi import read_map_lines
+from espnet_adapters.utils.cli import UserInputError
+from espnet_adapters.utils.fileio import atomic_write
+from espnet_adapters.whisper.model import load_error, resolve_model
+
+logger = logging.getLogger(__name__)
+
+FINGERPRINT_FILE = "fingerprint.json"
+CACHE_FORMAT = "whisper-encoder-cache/1 float16"  # part of the fingerprint: a format change invalidates
+_SHARD = re.compile(r"shard\.(\d+)\.safetensors")
+_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+_MIB = 1 << 20
+_ARK_PATH = re.compile(r"(?P<path>.+):\d+(\[[^\]]*\])?$")
+
+
+def shard_path(cache_dir: Path, job: int) -> Path:
+    """Where job ``job`` of the recipe writes its shard."""
+    return cache_dir / f"shard.{job}.safetensors"
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+def _file_signature(path: Path) -> str:
+    """Size and sha256 of the first and last MiB: weights files are GBs, and any
+    re-conversion, re-download or fine-tuning changes both ends or the size."""
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        digest.update(handle.read(_MIB))
+        if size > _MIB:
+            handle.seek(max(_MIB, size - _MIB))
+            digest.update(handle.read(_MIB))
+    return f"{path.name} {size} {digest.hexdigest()}"
+
+
+def _model_dir(model_source: str) -> Path:
+    """A local directory holding the model's config and weights (the Hub cache for Hub ids)."""
+    source = resolve_model(model_source)
+    if Path(source).is_dir():
+        return Path(source)
+    try:
+        return Path(snapshot_download(source, allow_patterns=["config.json", "*.safetensors"]))
+    except OSError as err:
+        raise load_error(source, err) from err
+
+
+def _model_signature(model_source: str) -> list[str]:
+    directory = _model_dir(model_source)
+    config = directory / "config.json"
+    weights = sorted({p for pattern in _WEIGHT_PATTERNS for p in directory.glob(pattern)})
+    if not weights:
+        raise UserInputError(f"{directory}: no weights file ({', '.join(_WEIGHT_PATTERNS)})")
+    return [hashlib.sha256(config.read_bytes()).hexdigest(), *(_file_signature(p) for p in weights)]
+
+
+def _features_signature(feats_scp: Path) -> list[str]:
+    """The scp and shape lists, plus size and modification time of every ark they point to.
+
+    Re-dumping the features rewrites the arks (new mtime) even when the scp
+    comes out identical, so this catches changed audio that kept its length;
+    hashing the arks themselves would cost a full read of the features per job.
+    """
+    lines = read_map_lines(feats_scp)
+    signature = [hashlib.sha256(feats_scp.read_bytes()).hexdigest()]
+    shape = feats_scp.with_name("feats_shape")
+    if shape.is_file():
+        signature.append(hashlib.sha256(shape.read_bytes()).hexdigest())
+    arks: set[Path] = set()
+    for utt, (number, value) in lines.items():
+        match = _ARK_PATH.match(value)
+        if match is None:
+            raise UserInputError(f"{feats_scp}:{number}: {utt}: expected an ark:offset entry, got {value!r}")
+        arks.add(Path(match["path"]))
+    for ark in sorted(arks):
+        try:
+            stat = ark.stat()
+        except OSError as err:
+            raise UserInputError(f"{feats_scp}: cannot read {ark}: {err.strerror}") from err
+        signature.append(f"{ark} {stat.st_size} {stat.st_mtime_ns}")
+    return signature
+
+
+def encoder_fingerprint(model_source: str, feats_scp: Path) -> str:
+    """A short hash that changes when the base model or the features change.
+
+    ``model_source`` is a ``--whisper_model`` value; ``feats_scp`` the whole
+    set's ``feats.scp`` (every job of one cache must pass the same file and
+    split the work with ``--keys``, or their fingerprints differ).
+    """
+    parts = [CACHE_FORMAT, *_model_signature(model_source), *_features_signature(Path(feats_scp))]
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def _read_fingerprint(cache_dir: Path) -> dict[str, str]:
+    path = cache_dir / FINGERPRINT_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return {"fingerprint": str(record["fingerprint"]), "model": str(record["model"])}
+    except FileNotFoundError as err:
+        raise UserInputError(f"{cache_dir}: no {FINGERPRINT_FILE}; not an encoder cache (run stage 4)") from err
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise UserInputError(f"{path}: not a fingerprint file ({err})") from err
+
+
+def _stale(cache_dir: Path) -> str:
+    return f"{cache_dir}: stale cache: base model or features changed; re-run stage 4 / delete {cache_dir}"
+
+
+def claim_cache_dir(cache_dir: Path, fingerprint: str, model_source: str) -> None:
+    """Write ``fingerprint.json``, or check that the one there is ours.
+
+    Every job of one cache writes the same content (atomically), so concurrent
+    jobs do not race; a different fingerprint means the directory holds another
+    model's or other features' outputs, which must not be mixed with ours.
+    """
+    if (cache_dir / FINGERPRINT_FILE).exists():
+        if _read_fingerprint(cache_dir)["fingerprint"] != fingerprint:
+            raise UserInputError(_stale(cache_dir))
+        return
+    with atomic_write(cache_dir / FINGERPRINT_FILE) as handle:
+        record = {"fingerprint": fingerprint, "model": resolve_model(model_source), "format": CACHE_FORMAT}
+        json.dump(record, handle, indent=2)
+        handle.write("\n")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_shard(
+    path: Path, outputs: Iterable[tuple[str, torch.Tensor]], keys: Sequence[str], shape: tuple[int, int],
+    fingerprint: str,
+) -> None:
+    """Stream ``(utt, encoder output)`` pairs into a safetensors file, atomically.
+
+    Every tensor has the same ``shape``, so the header (which safetensors puts
+    first) is known before any output is computed, and a job never holds more
+    than one batch of outputs in memory, unlike ``safetensors.torch.save_file``.
+    """
+    nbytes = shape[0] * shape[1] * 2
+    header: dict[str, object] = {"__metadata__": {"fingerprint": fingerprint}}
+    for index, key in enumerate(keys):
+        header[key] = {"dtype": "F16", "shape": list(shape), "data_offsets": [index * nbytes, (index + 1) * nbytes]}
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)  # the data must start 8-byte aligned
+    with atomic_write(path, "wb") as handle:
+        _write_body(handle, encoded, outputs, keys, shape)
+
+
+def _write_body(
+    handle: BinaryIO, header: bytes, outputs: Iterable[tuple[str, torch.Tensor]], keys: Sequence[str],
+    shape: tuple[int, int],
+) -> None:
+    handle.write(struct.pack("<Q", len(header)))
+    handle.write(header)
+    written = 0
+    for (utt, output), expected in zip(outputs, keys, strict=True):
+        if utt != expected or tuple(output.shape) != shape:
+            raise ValueError(f"shard order/shape mismatch: got {utt} {tuple(output.shape)}, expected {expected} {shape}")
+        handle.write(output.detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
+        written += 1
+    logger.info("wrote %d encoder outputs", written)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class EncoderCache:
+    """Read access to a cache directory: ``utt in cache``, ``cache.get_batch(utts)``.
+
+    Raises :class:`UserInputError` naming the directory when its fingerprint is
+    not ``expected_fingerprint`` (when given), a shard is missing from the
+    numbering 1..N, a shard belongs to another run, or an utterance is in two shards.
+    """
+
+    def __init__(self, cache_dir: Path, expected_fingerprint: str | None = None) -> None:
+        self.cache_dir = Path(cache_dir)
+        record = _read_fingerprint(self.cache_dir)
+        self.fingerprint = record["fingerprint"]
+        self.model = record["model"]  # the resolved --whisper_model it was computed with
+        if expected_fingerprint is not None and self.fingerprint != expected_fingerprint:
+            raise UserInputError(_stale(self.cache_dir))
+        shards = {int(m[1]): p for p in self.cache_dir.iterdir() if (m := _SHARD.fullmatch(p.name))}
+        missing = sorted(set(range(1, max(shards, default=0) + 1)) - shards.keys())
+        if not shards or missing:
+            what = f"shards {missing} are missing" if shards else "no shard.<JOB>.safetensors"
+            raise UserInputError(f"{self.cache_dir}: {what}; re-run stage 4 / delete {self.cache_dir}")
+        self._handles = [safe_open(str(shards[job]), framework="pt") for job in sorted(shards)]
+        self._where: dict[str, int] = {}
+        for index, handle in enumerate(self._handles):
+            if (handle.metadata() or {}).get("fingerprint") != self.fingerprint:
+                raise UserInputError(f"{shards[index + 1]}: written for another fingerprint; " + _stale(self.cache_dir))
+            for utt in handle.keys():
+                if utt in self._where:
+                    raise UserInputError(f"{self.cache_dir}: utterance {utt} is in shards {self._where[utt] + 1} and {index + 1}")
+                self._where[utt] = index
+
+    def __contains__(self, utt: object) -> bool:
+        return utt in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def get(self, utt: str) -> torch.Tensor:
+        """One utterance's encoder output, (1500, d_model) float32."""
+        if utt not in self._where:
+            raise UserInputError(f"{self.cache_dir}: utterance {utt} is not cached (re-run stage 4)")
+        return self._handles[self._where[utt]].get_tensor(utt).float()
+
+    def get_batch(self, utts: Sequence[str]) -> torch.Tensor:
+        """Encoder outputs of a batch, (B, 1500, d_model) float32."""
+        return torch.stack([self.get(utt) for utt in utts])
