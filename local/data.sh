@@ -7,9 +7,9 @@ set -euo pipefail
 corpus=synth      # synth: real sentences (local/sentences/<lang>.txt) spoken by espeak-ng.
 lang=""           # Language code, e.g. hi.
 nj=2              # Parallel synthesis processes.
-train_utts=300    # Training utterances.
-dev_utts=40       # Dev utterances.
-test_utts=60      # Test utterances.
+train_utts=240    # Training utterances.
+dev_utts=24       # Dev utterances.
+test_utts=40      # Test utterances.
 
 . utils/parse_options.sh
 

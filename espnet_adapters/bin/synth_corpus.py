@@ -41,9 +41,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=Path("conf/synth.yaml"), help="Voices and speakers.")
     parser.add_argument("--data_dir", type=Path, default=Path("data"), help="Where the Kaldi dirs go.")
     parser.add_argument("--audio_dir", type=Path, default=Path("downloads/synth"), help="Where wav files go.")
-    parser.add_argument("--train_utts", type=int, default=300, help="Utterances in the training set.")
-    parser.add_argument("--dev_utts", type=int, default=40, help="Utterances in the dev set.")
-    parser.add_argument("--test_utts", type=int, default=60, help="Utterances in the test set.")
+    parser.add_argument("--train_utts", type=int, default=240, help="Utterances in the training set.")
+    parser.add_argument("--dev_utts", type=int, default=24, help="Utterances in the dev set.")
+    parser.add_argument("--test_utts", type=int, default=40, help="Utterances in the test set.")
     parser.add_argument("--seed", type=int, default=1, help="Seed of the sentence shuffle.")
     parser.add_argument("--nj", type=int, default=2, help="Parallel espeak-ng processes.")
     return parser

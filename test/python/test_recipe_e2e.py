@@ -1,8 +1,10 @@
 """End to end: a fresh recipe dir (made like egs2/<lang>/adapt1) on a tiny setting.
 
-Two languages, a few utterances: data prep -> format -> decode with the real
-Whisper base -> score -> RESULTS.md; then a re-run skips every finished stage,
-and a stage slice (--stage 5 --stop_stage 6) works on its own.
+Two languages, a few utterances, every stage with the real Whisper base: data prep
+-> speed perturbation -> format -> features -> encoder cache -> a few LoRA steps
+per language -> decoding (base, own adapter, cross-language) -> scoring ->
+RESULTS.md; then a re-run skips every finished stage, and a stage slice works on
+its own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--train_utts", "3", "--dev_utts", "2", "--test_utts", "4", "--nj", "2", "--inference_nj", "2"]
+TINY = [
+    "--train_utts", "3", "--dev_utts", "2", "--test_utts", "4", "--nj", "2", "--inference_nj", "2",
+    "--speed_perturb_factors", "0.9 1.0", "--train_config", str(REPO / "test/conf/train_smoke.yaml"),
+    "--max_new_tokens", "40",
+]
+ADAPTERS = ("whisper_base_lora_hi_r32_qv_dec_train_smoke", "whisper_base_lora_it_r32_qv_dec_train_smoke")
 
 
 def _run(recipe: Path, *args: str) -> str:
@@ -43,41 +50,61 @@ def test_data_dirs_are_kaldi_dirs(recipe: Path) -> None:
             for name in ("wav.scp", "text", "utt2spk", "spk2utt", "utt2lang", "utt2dur", "spk2gender"):
                 assert (data / name).is_file(), data / name
             assert len((data / "text").read_text(encoding="utf-8").splitlines()) == count
-            dump = recipe / "dump" / "raw" / f"{lang}_{split}"
-            assert len((dump / "wav.scp").read_text().splitlines()) == count
+        # Speed perturbation doubles the training set (factors 0.9 and 1.0); it is what is trained on.
+        for name, count in ((f"{lang}_train_sp", 6), (f"{lang}_dev", 2), (f"{lang}_test", 4)):
+            assert len((recipe / "dump" / "raw" / name / "wav.scp").read_text().splitlines()) == count
+            feats = recipe / "dump" / "whisper_base" / name
+            assert len((feats / "feats_shape").read_text().splitlines()) == count
+            assert (recipe / "dump" / "whisper_base" / "encoder" / name / "fingerprint.json").is_file()
+
+
+def test_adapters_are_trained_in_peft_layout(recipe: Path) -> None:
+    for adapter in ADAPTERS:
+        exp = recipe / "exp" / adapter
+        assert (exp / "adapter" / "adapter_config.json").is_file()
+        assert (exp / "adapter" / "adapter_model.safetensors").is_file()
+        stats = json.loads((exp / "train_stats.json").read_text())
+        assert stats["trainable_params"] > 0
+        assert (exp / "log" / "train.log").read_text().rstrip().splitlines()[-1].startswith("# Ended (code 0)")
 
 
 def test_decode_and_scores(recipe: Path) -> None:
     results = (recipe / "RESULTS.md").read_text(encoding="utf-8")
-    row = next(line for line in results.splitlines() if line.startswith("|whisper_base|"))
-    for lang in ("hi", "it"):
-        decode = recipe / "exp" / "whisper_base" / f"decode_{lang}_test"
-        hyp = (decode / "hyp").read_text(encoding="utf-8").splitlines()
-        ref = (recipe / "dump" / "raw" / f"{lang}_test" / "text").read_text(encoding="utf-8").splitlines()
-        assert [line.split()[0] for line in hyp] == [line.split()[0] for line in ref]
-        scores = json.loads((decode / "score" / "scores.json").read_text())
-        assert scores["num_utts"] == 4
-        assert 0.0 <= scores["wer"] <= 1000.0 and 0.0 <= scores["cer"] <= 1000.0
-        assert (decode / "score" / "result.txt").read_text(encoding="utf-8").count("REF:") == 4
-        assert (decode / "logdir" / "decode.1.log").read_text().rstrip().splitlines()[-1].startswith("# Ended (code 0)")
-        # The summary row shows exactly what the scoring stage measured.
-        assert f"{scores['wer']:.1f} / {scores['cer']:.1f} (n=4)" in row
+    rows = {line.split("|")[1]: line for line in results.splitlines() if line.startswith("|whisper_base")}
+    for model in ("whisper_base", *ADAPTERS):  # base, and each adapter on both languages (cross_eval)
+        for lang in ("hi", "it"):
+            decode = recipe / "exp" / model / f"decode_{lang}_test"
+            hyp = (decode / "hyp").read_text(encoding="utf-8").splitlines()
+            ref = (recipe / "dump" / "raw" / f"{lang}_test" / "text").read_text(encoding="utf-8").splitlines()
+            assert [line.split()[0] for line in hyp] == [line.split()[0] for line in ref]
+            scores = json.loads((decode / "score" / "scores.json").read_text())
+            assert scores["num_utts"] == 4
+            assert 0.0 <= scores["wer"] <= 1000.0 and 0.0 <= scores["cer"] <= 1000.0
+            assert (decode / "score" / "result.txt").read_text(encoding="utf-8").count("REF:") == 4
+            log = (decode / "logdir" / "decode.1.log").read_text()
+            assert log.rstrip().splitlines()[-1].startswith("# Ended (code 0)")
+            # The summary row shows exactly what the scoring stage measured.
+            assert f"{scores['wer']:.1f} / {scores['cer']:.1f} (n=4)" in rows[model]
+    assert "## Adapters vs base" in results
 
 
 def test_rerun_skips_finished_stages(recipe: Path) -> None:
     hyp = recipe / "exp" / "whisper_base" / "decode_hi_test" / "hyp"
-    before = hyp.stat().st_mtime_ns
-    out = _run(recipe, *TINY, "--stop_stage", "5")
-    assert out.count("up to date") >= 2 + 6 + 2  # 2 langs in stage 1, 6 sets in stage 2, 2 decodes
-    assert hyp.stat().st_mtime_ns == before
+    adapter = recipe / "exp" / ADAPTERS[0] / "adapter" / "adapter_model.safetensors"
+    before = hyp.stat().st_mtime_ns, adapter.stat().st_mtime_ns
+    out = _run(recipe, *TINY, "--stop_stage", "7")
+    # stage 1: 2 langs; 2: 2 train sets; 3, 4, 5: 6 sets each; 6: 2 adapters; 7: 2 base + 4 adapter decodes
+    skipped = [line for line in out.splitlines() if "(adapt.sh:" in line and line.endswith("up to date")]
+    assert len(skipped) == 2 + 2 + 3 * 6 + 2 + 6
+    assert (hyp.stat().st_mtime_ns, adapter.stat().st_mtime_ns) == before
 
 
 def test_stage_slice_and_help(recipe: Path) -> None:
     scores = recipe / "exp" / "whisper_base" / "decode_it_test" / "score" / "scores.json"
     scores.unlink()
-    out = _run(recipe, *TINY, "--stage", "3", "--stop_stage", "6")
-    assert "Stage 1" not in out and "Stage 2" not in out and "Stage 6" in out
+    out = _run(recipe, *TINY, "--stage", "7", "--stop_stage", "8")
+    assert "Stage 6" not in out and "Stage 7" in out and "Stage 8" in out
     assert scores.exists()
     help_text = subprocess.run(["./run.sh", "--help"], cwd=recipe, capture_output=True, text=True, check=False)
     assert help_text.returncode == 0
-    assert "--stop_stage" in help_text.stdout + help_text.stderr
+    assert "--stop_stage" in help_text.stdout and "--lora_config" in help_text.stdout

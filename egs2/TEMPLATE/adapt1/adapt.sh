@@ -8,11 +8,16 @@
 # Stages (each guarded by --stage/--stop_stage/--skip_stages, logged under exp/,
 # skipped when its .done marker matches the current inputs and options):
 #   1  Data preparation: data/<lang>_{train,dev,test} Kaldi dirs (local/data.sh --corpus)
-#   2  Format audio: 16 kHz mono into dump/raw/<lang>_<split>; drop too short/long and
+#   2  Speed perturbation of the training sets (--speed_perturb_factors; off by default)
+#   3  Format audio: 16 kHz mono into dump/raw/<set>; drop too short/long and
 #      empty-text utterances (counted in exp/format/<set>/combine.log)
-#   5  Decoding: <lang>_<test_sets> with Whisper -> exp/<model>/decode_<lang>_<set>[suffix]/hyp
-#   6  Scoring: WER/CER (result.txt, scores.json per decode dir) and ${results}
-# (Stages 3-4, feature dumps and LoRA training, come with the adapter stages.)
+#   4  Feature dump: Whisper log-mel -> dump/<model>/<set>/feats.scp (kaldiio) + feats_shape
+#   5  Encoder cache: frozen encoder outputs -> dump/<model>/encoder/<set>
+#      (only when the adapter leaves the encoder alone: decoder-only training never runs it)
+#   6  LoRA training, one adapter per language -> exp/<model>_lora_<lang>_<tag>/adapter
+#   7  Decoding: the base model and each language's adapter on <lang>_<test_sets>, and
+#      (--cross_eval true) every adapter on every other language's test set
+#   8  Scoring: WER/CER (result.txt, scores.json per decode dir) and ${results}
 set -euo pipefail
 
 log() {
@@ -25,31 +30,40 @@ run_args=$(printf '%q ' "$0" "$@")
 # General
 stage=1                # First stage to run.
 stop_stage=10000       # Last stage to run.
-skip_stages=""         # Stages to skip, e.g. "2 5".
+skip_stages=""         # Stages to skip, e.g. "2 7".
 langs="hi it pa te"    # Languages of this recipe (ISO 639-1 codes).
-nj=4                   # Parallel jobs of the data stages.
+nj=4                   # Parallel jobs of the data and feature stages.
 inference_nj=2         # Parallel decoding jobs.
-ngpu=0                 # GPUs per decoding job (0 = CPU).
-num_threads=1          # torch CPU threads per decoding job.
-dumpdir=dump           # Formatted audio (dump/raw) and its arks (dump/audio).
-expdir=exp             # Decodes, scores and the logs of every stage.
+ngpu=0                 # GPUs per training/decoding job (0 = CPU).
+num_threads=1          # torch CPU threads per decoding/encoder job.
+train_num_threads=2    # torch CPU threads of a training job.
+dumpdir=dump           # Formatted audio, features and encoder caches.
+expdir=exp             # Adapters, decodes, scores and the logs of every stage.
 # Data
 corpus=synth           # Corpus of stage 1: synth (espeak-ng speech of real sentences, offline).
-train_utts=300         # synth: training utterances per language.
-dev_utts=40            # synth: dev utterances per language.
-test_utts=60           # synth: test utterances per language.
+train_utts=240         # synth: training utterances per language.
+dev_utts=24            # synth: dev utterances per language (checkpoint selection).
+test_utts=40           # synth: test utterances per language.
+speed_perturb_factors=""  # Stage 2, e.g. "0.9 1.0 1.1": train on <lang>_train_sp instead.
 fs=16000               # Sample rate after formatting (Whisper and OWSM expect 16 kHz).
 min_dur=0.1            # Drop utterances shorter than this (seconds).
 max_dur=30             # Drop utterances longer than this (seconds; Whisper sees 30 s windows).
 test_sets="test"       # Splits decoded and scored for each language.
-# Model and decoding
+# Model and adapters
 whisper_model=whisper-base  # tools/models/<name>, a local transformers dir, or a Hub id (HF_HUB_OFFLINE=0).
+lora_config=conf/lora/r32_qv_dec.yaml    # peft LoRA: rank, alpha, targets, encoder/decoder/both.
+train_config=conf/train/default.yaml     # Optimiser, steps, batching, evaluation, early stopping.
+adapter_tag=""         # exp/<model>_lora_<lang>_<tag>; default: lora config name [+ _train config name].
+seed=1                 # Seed of the training runs.
+# Decoding
 beam_size=1            # Beam size; 1 = greedy search.
 batch_size=8           # Utterances per decoding batch.
 max_new_tokens=224     # Cap on tokens per hypothesis (unintelligible audio loops otherwise).
 decode_lang=forced     # forced: language token from utt2lang; auto: Whisper detects the language.
+decode_base=true       # Stage 7 decodes the base model too (the rows adapters are compared with).
+cross_eval=true        # Stage 7 also decodes every adapter on every other language (forgetting check).
 inference_tag=""       # Suffix of decode dirs; default: _beamN and/or _langauto when not greedy/forced.
-results=RESULTS.md     # Results table rewritten by stage 6.
+results=RESULTS.md     # Results table rewritten by stage 8.
 
 . utils/parse_options.sh
 
@@ -72,21 +86,58 @@ run_stage() {
 is_done() { [ -f "$1/.done" ] && [ "$(cat "$1/.done")" = "$2" ]; }
 mark_done() { printf '%s\n' "$2" > "$1/.done.tmp" && mv "$1/.done.tmp" "$1/.done"; }
 checksum() { cat "$@" | md5sum | cut -c1-16; }
-min() { echo $(( $1 < $2 ? $1 : $2 )); }
+# split_keys SCP DIR NJ: writes DIR/keys.1..N (N = min(NJ, lines)) and sets _nj.
+split_keys() {
+    local lines
+    lines=$(wc -l < "$1")
+    _nj=$(( $3 < lines ? $3 : lines ))
+    mkdir -p "$2" && rm -f "$2"/keys.*
+    split_scp.pl "$1" $(for n in $(seq "${_nj}"); do echo "$2/keys.${n}"; done)
+}
+# merge_jobs NAME OUT DIR...: concatenates DIR/NAME of every job into OUT (sorted, atomic).
+merge_jobs() {
+    local name=$1 out=$2 d
+    shift 2
+    for d in "$@"; do cat "${d}/${name}"; done | sort -k1,1 > "${out}.tmp"
+    mv "${out}.tmp" "${out}"
+}
+lora_field() { python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))[sys.argv[2]])' "${lora_config}" "$1"; }
 
+if [ ! -f "${lora_config}" ] || [ ! -f "${train_config}" ]; then
+    log "Error: --lora_config ${lora_config} or --train_config ${train_config} not found"
+    exit 1
+fi
 model_tag=$(basename "${whisper_model%/}" | tr '[:upper:]' '[:lower:]' | tr -c '[:alnum:]\n' '_')
+if [ -z "${adapter_tag}" ]; then
+    adapter_tag=$(basename "${lora_config}" .yaml)
+    [ "$(basename "${train_config}")" = default.yaml ] || adapter_tag+="_$(basename "${train_config}" .yaml)"
+fi
 if [ -z "${inference_tag}" ]; then
     [ "${beam_size}" -gt 1 ] && inference_tag+="_beam${beam_size}"
     [ "${decode_lang}" = auto ] && inference_tag+="_langauto"
 fi
-splits="train dev test"
+train_split=train
+[ -z "${speed_perturb_factors}" ] || train_split=train_sp
+adapter_exp() { echo "${expdir}/${model_tag}_lora_$1_${adapter_tag}"; }
+# Sets that exist after stage 3, for every language.
+all_sets() {
+    local lang tset
+    for lang in ${langs}; do
+        echo "${lang}_${train_split} ${lang}_dev"
+        for tset in ${test_sets}; do echo "${lang}_${tset}"; done
+    done
+}
+# The encoder cache is used only when the adapter leaves the encoder frozen.
+use_encoder_cache=false
+[ "$(lora_field where)" = decoder ] && use_encoder_cache=true
+feats_dir=${dumpdir}/${model_tag}
 
 if run_stage 1; then
-    log "Stage 1: data preparation (${corpus}) -> data/<lang>_{${splits// /,}}"
+    log "Stage 1: data preparation (${corpus}) -> data/<lang>_{train,dev,test}"
     for lang in ${langs}; do
         sig="corpus=${corpus} train=${train_utts} dev=${dev_utts} test=${test_utts} $(checksum local/sentences/"${lang}".txt conf/synth.yaml 2>/dev/null || true)"
         done_all=true
-        for split in ${splits}; do is_done "data/${lang}_${split}" "${sig}" || done_all=false; done
+        for split in train dev test; do is_done "data/${lang}_${split}" "${sig}" || done_all=false; done
         if ${done_all}; then
             log "  ${lang}: up to date"
             continue
@@ -94,96 +145,206 @@ if run_stage 1; then
         ${train_cmd} "${expdir}/log/data_prep_${lang}.log" \
             local/data.sh --corpus "${corpus}" --lang "${lang}" --nj "${nj}" \
                 --train_utts "${train_utts}" --dev_utts "${dev_utts}" --test_utts "${test_utts}"
-        for split in ${splits}; do
+        for split in train dev test; do
             utils/validate_data_dir.sh "data/${lang}_${split}"
             mark_done "data/${lang}_${split}" "${sig}"
         done
-        log "  ${lang}: $(for s in ${splits}; do printf '%s=%s ' "${s}" "$(wc -l < "data/${lang}_${s}/text")"; done)utterances"
+        log "  ${lang}: $(for s in train dev test; do printf '%s=%s ' "${s}" "$(wc -l < "data/${lang}_${s}/text")"; done)utterances"
     done
 fi
 
-if run_stage 2; then
-    log "Stage 2: format audio (${fs} Hz mono, ${min_dur}-${max_dur} s) data/ -> ${dumpdir}/raw/"
+if run_stage 2 && [ -n "${speed_perturb_factors}" ]; then
+    log "Stage 2: speed perturbation (${speed_perturb_factors}) data/<lang>_train -> data/<lang>_train_sp"
     for lang in ${langs}; do
-        for split in ${splits}; do
-            set_name=${lang}_${split}
-            src=data/${set_name}
-            out=${dumpdir}/raw/${set_name}
-            sig="fs=${fs} min=${min_dur} max=${max_dur} $(checksum "${src}"/{wav.scp,text,utt2spk})"
-            if is_done "${out}" "${sig}"; then
-                log "  ${set_name}: up to date"
-                continue
-            fi
-            rm -f "${out}/.done"
-            logdir=${expdir}/format/${set_name}
-            audio=${dumpdir}/audio/${set_name}
-            _nj=$(min "${nj}" "$(wc -l < "${src}/utt2spk")")
-            rm -rf "${audio}" && mkdir -p "${logdir}"
-            key_files=() job_dirs=()
-            for n in $(seq "${_nj}"); do key_files+=("${logdir}/keys.${n}"); job_dirs+=("${audio}/format.${n}"); done
-            split_scp.pl "${src}/utt2spk" "${key_files[@]}"
-            ${train_cmd} JOB=1:"${_nj}" "${logdir}/format.JOB.log" \
-                python3 -m espnet_adapters.bin.format_wav_scp --in_dir "${src}" \
-                    --keys "${logdir}/keys.JOB" --out_dir "${audio}/format.JOB" --fs "${fs}"
-            ${train_cmd} "${logdir}/combine.log" \
-                python3 -m espnet_adapters.bin.combine_formatted --in_dir "${src}" --out_dir "${out}" \
-                    --job_dirs "${job_dirs[@]}" --min_dur "${min_dur}" --max_dur "${max_dur}"
-            mark_done "${out}" "${sig}"
-            log "  ${set_name}: $(grep -o 'kept .*' "${logdir}/combine.log" | head -n 1)"
-        done
+        out=data/${lang}_train_sp
+        sig="factors=${speed_perturb_factors} $(checksum "data/${lang}_train"/{wav.scp,text,utt2spk})"
+        if is_done "${out}" "${sig}"; then
+            log "  ${out}: up to date"
+            continue
+        fi
+        ${train_cmd} "${expdir}/log/speed_perturb_${lang}.log" \
+            python3 -m espnet_adapters.bin.speed_perturb --in_dir "data/${lang}_train" --out_dir "${out}" \
+                --factors ${speed_perturb_factors}
+        mark_done "${out}" "${sig}"
+        log "  ${out}: $(wc -l < "${out}/text") utterances"
     done
 fi
 
-if run_stage 5; then
-    log "Stage 5: decoding with ${whisper_model} (beam ${beam_size}, language ${decode_lang}) -> ${expdir}/${model_tag}/"
-    mkdir -p "${expdir}/${model_tag}"
-    echo "${run_args} --stage 5 \"\$@\"; exit \$?" > "${expdir}/${model_tag}/run.sh"
-    chmod +x "${expdir}/${model_tag}/run.sh"
-    if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu ${ngpu}"; else _cmd=${decode_cmd}; fi
-    for lang in ${langs}; do
-        for tset in ${test_sets}; do
-            data=${dumpdir}/raw/${lang}_${tset}
-            dir=${expdir}/${model_tag}/decode_${lang}_${tset}${inference_tag}
-            sig="model=${whisper_model} beam=${beam_size} lang=${decode_lang} max_new=${max_new_tokens} $(checksum "${data}"/{wav.scp,utt2lang})"
-            if is_done "${dir}" "${sig}"; then
-                log "  ${dir}: up to date"
-                continue
-            fi
-            mkdir -p "${dir}/logdir" && rm -f "${dir}/.done" "${dir}"/logdir/keys.*
-            _nj=$(min "${inference_nj}" "$(wc -l < "${data}/wav.scp")")
-            key_files=() outs=()
-            for n in $(seq "${_nj}"); do key_files+=("${dir}/logdir/keys.${n}"); outs+=("${dir}/logdir/output.${n}"); done
-            split_scp.pl "${data}/wav.scp" "${key_files[@]}"
-            ${_cmd} --num-threads "${num_threads}" JOB=1:"${_nj}" "${dir}/logdir/decode.JOB.log" \
-                python3 -m espnet_adapters.bin.whisper_decode --data_dir "${data}" \
-                    --keys "${dir}/logdir/keys.JOB" --out_dir "${dir}/logdir/output.JOB" \
-                    --whisper_model "${whisper_model}" --beam_size "${beam_size}" \
-                    --batch_size "${batch_size}" --max_new_tokens "${max_new_tokens}" \
-                    --lang_mode "${decode_lang}" --ngpu "${ngpu}" --num_threads "${num_threads}"
-            for f in hyp hyp_lang; do
-                for out in "${outs[@]}"; do cat "${out}/${f}"; done | sort -k1,1 > "${dir}/${f}.tmp"
-                mv "${dir}/${f}.tmp" "${dir}/${f}"
-            done
-            mark_done "${dir}" "${sig}"
-            log "  ${dir}: $(wc -l < "${dir}/hyp") hypotheses"
-        done
+if run_stage 3; then
+    log "Stage 3: format audio (${fs} Hz mono, ${min_dur}-${max_dur} s) data/ -> ${dumpdir}/raw/"
+    for set_name in $(all_sets); do
+        src=data/${set_name}
+        out=${dumpdir}/raw/${set_name}
+        sig="fs=${fs} min=${min_dur} max=${max_dur} $(checksum "${src}"/{wav.scp,text,utt2spk})"
+        if is_done "${out}" "${sig}"; then
+            log "  ${set_name}: up to date"
+            continue
+        fi
+        rm -f "${out}/.done"
+        logdir=${expdir}/format/${set_name}
+        audio=${dumpdir}/audio/${set_name}
+        rm -rf "${audio}"
+        split_keys "${src}/utt2spk" "${logdir}" "${nj}"
+        ${train_cmd} JOB=1:"${_nj}" "${logdir}/format.JOB.log" \
+            python3 -m espnet_adapters.bin.format_wav_scp --in_dir "${src}" \
+                --keys "${logdir}/keys.JOB" --out_dir "${audio}/format.JOB" --fs "${fs}"
+        ${train_cmd} "${logdir}/combine.log" \
+            python3 -m espnet_adapters.bin.combine_formatted --in_dir "${src}" --out_dir "${out}" \
+                --job_dirs $(for n in $(seq "${_nj}"); do echo "${audio}/format.${n}"; done) \
+                --min_dur "${min_dur}" --max_dur "${max_dur}"
+        mark_done "${out}" "${sig}"
+        log "  ${set_name}: $(grep -o 'kept .*' "${logdir}/combine.log" | head -n 1)"
+    done
+fi
+
+if run_stage 4; then
+    log "Stage 4: log-mel features for ${whisper_model} ${dumpdir}/raw/ -> ${feats_dir}/"
+    for set_name in $(all_sets); do
+        data=${dumpdir}/raw/${set_name}
+        out=${feats_dir}/${set_name}
+        sig="model=${whisper_model} $(checksum "${data}/wav.scp")"
+        if is_done "${out}" "${sig}"; then
+            log "  ${set_name}: up to date"
+            continue
+        fi
+        rm -rf "${out}"
+        split_keys "${data}/wav.scp" "${out}/logdir" "${nj}"
+        jobs=$(for n in $(seq "${_nj}"); do echo "${out}/data/feats.${n}"; done)
+        ${train_cmd} JOB=1:"${_nj}" "${out}/logdir/dump_feats.JOB.log" \
+            python3 -m espnet_adapters.bin.dump_feats --data_dir "${data}" --keys "${out}/logdir/keys.JOB" \
+                --whisper_model "${whisper_model}" --out_dir "${out}/data/feats.JOB"
+        merge_jobs feats.scp "${out}/feats.scp" ${jobs}
+        merge_jobs feats_shape "${out}/feats_shape" ${jobs}
+        mark_done "${out}" "${sig}"
+        log "  ${set_name}: $(wc -l < "${out}/feats.scp") utterances"
+    done
+fi
+
+if run_stage 5 && ${use_encoder_cache}; then
+    log "Stage 5: encoder outputs of ${whisper_model} ${feats_dir}/<set> -> ${feats_dir}/encoder/<set>"
+    for set_name in $(all_sets); do
+        feats=${feats_dir}/${set_name}/feats.scp
+        out=${feats_dir}/encoder/${set_name}
+        sig="model=${whisper_model} $(checksum "${feats}")"
+        if is_done "${out}" "${sig}"; then
+            log "  ${set_name}: up to date"
+            continue
+        fi
+        rm -rf "${out}"
+        split_keys "${feats}" "${out}/logdir" "${nj}"
+        if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu 1"; else _cmd=${train_cmd}; fi
+        ${_cmd} --num-threads "${num_threads}" JOB=1:"${_nj}" "${out}/logdir/cache_encoder.JOB.log" \
+            python3 -m espnet_adapters.bin.cache_encoder --feats_scp "${feats}" --keys "${out}/logdir/keys.JOB" \
+                --whisper_model "${whisper_model}" --out_dir "${out}" --shard JOB \
+                --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
+        mark_done "${out}" "${sig}"
+        log "  ${set_name}: $(du -sh "${out}" | cut -f1)"
     done
 fi
 
 if run_stage 6; then
-    log "Stage 6: scoring (WER/CER) -> ${expdir}/${model_tag}/decode_*/score, ${results}"
+    log "Stage 6: LoRA training (${lora_config}, ${train_config}) -> $(adapter_exp '<lang>')"
+    if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu ${ngpu}"; else _cmd=${cuda_cmd}; fi
+    for lang in ${langs}; do
+        dir=$(adapter_exp "${lang}")
+        sig="model=${whisper_model} seed=${seed} $(checksum "${lora_config}" "${train_config}" \
+            "${feats_dir}/${lang}_${train_split}/feats.scp" "${feats_dir}/${lang}_dev/feats.scp")"
+        if is_done "${dir}" "${sig}"; then
+            log "  ${dir}: up to date"
+            continue
+        fi
+        mkdir -p "${dir}" && rm -f "${dir}/.done"
+        echo "${run_args} --langs ${lang} --stage 6 --stop_stage 6 \"\$@\"; exit \$?" > "${dir}/run.sh"
+        chmod +x "${dir}/run.sh"
+        data_opts=(--train_dir "${dumpdir}/raw/${lang}_${train_split}" --dev_dir "${dumpdir}/raw/${lang}_dev"
+            --train_feats "${feats_dir}/${lang}_${train_split}/feats.scp" --dev_feats "${feats_dir}/${lang}_dev/feats.scp")
+        if ${use_encoder_cache}; then
+            data_opts+=(--train_encoder_cache "${feats_dir}/encoder/${lang}_${train_split}"
+                --dev_encoder_cache "${feats_dir}/encoder/${lang}_dev")
+        fi
+        # An interrupted training resumes from ${dir}/checkpoints/last with the same command.
+        ${_cmd} --num-threads "${train_num_threads}" "${dir}/log/train.log" \
+            python3 -m espnet_adapters.bin.train_lora --lang "${lang}" "${data_opts[@]}" \
+                --whisper_model "${whisper_model}" --lora_config "${lora_config}" \
+                --train_config "${train_config}" --out_dir "${dir}" --ngpu "${ngpu}" \
+                --num_threads "${train_num_threads}" --seed "${seed}"
+        mark_done "${dir}" "${sig}"
+        log "  ${dir}: $(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(f"best dev WER {s[\"best_dev_wer\"]:.1f}% at step {s[\"best_step\"]}, {s[\"trainable_params\"]} trainable parameters")' "${dir}/train_stats.json")"
+    done
+fi
+
+# decode_set MODEL_DIR_TAG DATA_SET LANG [ADAPTER_DIR]: decodes one set into
+# ${expdir}/MODEL_DIR_TAG/decode_<set>${inference_tag} unless it is up to date.
+decode_set() {
+    local tag=$1 set_name=$2 adapter=${3:-}
+    local data=${dumpdir}/raw/${set_name}
+    local dir=${expdir}/${tag}/decode_${set_name}${inference_tag}
+    local opts=(--feats_scp "${feats_dir}/${set_name}/feats.scp") sig
+    ! ${use_encoder_cache} || opts+=(--encoder_cache "${feats_dir}/encoder/${set_name}")
+    sig="model=${whisper_model} beam=${beam_size} lang=${decode_lang} max_new=${max_new_tokens} $(checksum "${data}"/{wav.scp,utt2lang} "${feats_dir}/${set_name}/feats.scp")"
+    if [ -n "${adapter}" ]; then
+        opts+=(--adapter_dir "${adapter}")
+        sig+=" adapter=$(checksum "${adapter}/adapter_model.safetensors")"
+    fi
+    if is_done "${dir}" "${sig}"; then
+        log "  ${dir}: up to date"
+        return
+    fi
+    mkdir -p "${dir}" && rm -f "${dir}/.done"
+    split_keys "${data}/wav.scp" "${dir}/logdir" "${inference_nj}"
+    if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu 1"; else _cmd=${decode_cmd}; fi
+    ${_cmd} --num-threads "${num_threads}" JOB=1:"${_nj}" "${dir}/logdir/decode.JOB.log" \
+        python3 -m espnet_adapters.bin.whisper_decode --data_dir "${data}" \
+            --keys "${dir}/logdir/keys.JOB" --out_dir "${dir}/logdir/output.JOB" \
+            "${opts[@]}" \
+            --whisper_model "${whisper_model}" --beam_size "${beam_size}" \
+            --batch_size "${batch_size}" --max_new_tokens "${max_new_tokens}" \
+            --lang_mode "${decode_lang}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
+    local outs
+    outs=$(for n in $(seq "${_nj}"); do echo "${dir}/logdir/output.${n}"; done)
+    merge_jobs hyp "${dir}/hyp" ${outs}
+    merge_jobs hyp_lang "${dir}/hyp_lang" ${outs}
+    mark_done "${dir}" "${sig}"
+    log "  ${dir}: $(wc -l < "${dir}/hyp") hypotheses"
+}
+
+# The decode dirs of stage 7, one "model_tag set lang adapter_dir" line each.
+decode_plan() {
+    local lang tset other
     for lang in ${langs}; do
         for tset in ${test_sets}; do
-            dir=${expdir}/${model_tag}/decode_${lang}_${tset}${inference_tag}
-            if [ ! -f "${dir}/.done" ]; then
-                log "Error: ${dir} has no finished decode; run stage 5 first"
-                exit 1
-            fi
-            ${train_cmd} "${dir}/score/score.log" \
-                python3 -m espnet_adapters.bin.score --ref_text "${dumpdir}/raw/${lang}_${tset}/text" \
-                    --hyp_text "${dir}/hyp" --lang "${lang}" --set_name "${lang}_${tset}" --out_dir "${dir}/score"
+            ! ${decode_base} || echo "${model_tag} ${lang}_${tset} ${lang}"
+            for other in ${langs}; do
+                [ "${other}" = "${lang}" ] || ${cross_eval} || continue
+                [ -d "$(adapter_exp "${other}")/adapter" ] || continue
+                echo "$(basename "$(adapter_exp "${other}")") ${lang}_${tset} ${lang} $(adapter_exp "${other}")/adapter"
+            done
         done
     done
+}
+
+if run_stage 7; then
+    log "Stage 7: decoding (beam ${beam_size}, language ${decode_lang}) -> ${expdir}/*/decode_*${inference_tag}"
+    mkdir -p "${expdir}"
+    echo "${run_args} --stage 7 \"\$@\"; exit \$?" > "${expdir}/run_decode.sh"
+    chmod +x "${expdir}/run_decode.sh"
+    while read -r tag set_name lang adapter; do
+        decode_set "${tag}" "${set_name}" "${adapter}"
+    done < <(decode_plan)
+fi
+
+if run_stage 8; then
+    log "Stage 8: scoring (WER/CER) -> ${expdir}/*/decode_*/score, ${results}"
+    while read -r tag set_name lang adapter; do
+        dir=${expdir}/${tag}/decode_${set_name}${inference_tag}
+        if [ ! -f "${dir}/.done" ]; then
+            log "Error: ${dir} has no finished decode; run stage 7 first"
+            exit 1
+        fi
+        ${train_cmd} "${dir}/score/score.log" \
+            python3 -m espnet_adapters.bin.score --ref_text "${dumpdir}/raw/${set_name}/text" \
+                --hyp_text "${dir}/hyp" --lang "${lang}" --set_name "${set_name}" --out_dir "${dir}/score"
+    done < <(decode_plan)
     ${train_cmd} "${expdir}/log/make_results.log" \
         python3 -m espnet_adapters.bin.make_results --exp_dir "${expdir}" --out "${results}" \
             --command "${run_args}"

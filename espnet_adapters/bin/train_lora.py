@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Train a language-specific LoRA adapter for Whisper (one language, one adapter).
+
+Inputs: a training and a dev Kaldi dir (``text``, ``utt2lang``; every utterance
+in ``--lang``), their trimmed log-mel ``feats.scp`` (stage 3 of the recipe,
+``espnet_adapters.bin.dump_feats``) and, for decoder-only adapters, optionally
+their encoder caches (``espnet_adapters.bin.cache_encoder``): the encoder then
+never runs during training, ~8x faster on a CPU.  An adapter that changes the
+encoder (``where: encoder|both`` in the LoRA config) cannot use a cache, and
+neither can SpecAugment (it masks the features the encoder would read).
+
+Configs: ``--lora_config conf/lora/<preset>.yaml`` (rank, alpha, dropout,
+target modules, encoder/decoder/both, layers) and ``--train_config
+conf/train/<name>.yaml`` (batch, lr, schedule, steps, evaluation, precision,
+gradient checkpointing, SpecAugment).  Unknown keys are errors.
+
+Writes into ``--out_dir`` (``exp/<model>_lora_<lang>_<tag>``):
+  adapter/             best adapter by dev WER: adapter_config.json + adapter_model.safetensors
+                       (loads with peft's PeftModel.from_pretrained(base, dir)) + lora_meta.json
+  checkpoints/last/    resume state, replaced atomically every save_every steps
+  train.log            this job's log (appended across resumes)
+  tensorboard/         event files: train/loss, train/lr, dev/loss, dev/wer, dev/cer
+  curves.png           train loss, dev loss and dev WER against the step
+  train_stats.json     steps, best dev WER and its step, parameter counts, seconds, utts/s, history
+  train.done           written last; the same command is then a no-op
+
+Interrupted (even by kill -9)?  Run the same command again: it resumes from
+checkpoints/last with the optimizer, scheduler, RNGs and data position, and
+continues the loss curve the uninterrupted run would have drawn.  With other
+options (model, data, configs, seed) the old outputs are removed and training
+starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from espnet_adapters.train.data import load_dataset
+from espnet_adapters.train.trainer import TrainConfig, Trainer, prepare_out_dir, seed_everything
+from espnet_adapters.utils.cli import LOG_FORMAT, UserInputError, make_parser, run_main
+from espnet_adapters.whisper.lora import LoraSpec, apply_lora, count_parameters, target_regex, touches_encoder
+from espnet_adapters.whisper.model import load_whisper, pick_device, resolve_model
+
+logger = logging.getLogger(__name__)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    parser = make_parser(__doc__)
+    parser.add_argument("--lang", required=True, help="Language code of the adapter (hi, it, pa, te ...).")
+    parser.add_argument("--train_dir", type=Path, required=True, help="Kaldi dir of the training set.")
+    parser.add_argument("--train_feats", type=Path, required=True, help="feats.scp of the training set.")
+    parser.add_argument(
+        "--train_encoder_cache", type=Path, default=None,
+        help="Encoder-output cache of the training set (decoder-only adapters); default: run the encoder.",
+    )
+    parser.add_argument("--dev_dir", type=Path, required=True, help="Kaldi dir of the dev set (loss, WER).")
+    parser.add_argument("--dev_feats", type=Path, required=True, help="feats.scp of the dev set.")
+    parser.add_argument("--dev_encoder_cache", type=Path, default=None, help="Encoder-output cache of the dev set.")
+    parser.add_argument("--whisper_model", default="whisper-base", help="Short name, local dir or Hub id.")
+    parser.add_argument("--lora_config", type=Path, default=Path("conf/lora/r32_qv_dec.yaml"), help="LoRA preset.")
+    parser.add_argument("--train_config", type=Path, default=Path("conf/train/default.yaml"), help="Training config.")
+    parser.add_argument("--out_dir", type=Path, required=True, help="Experiment dir (adapter/, logs, checkpoints).")
+    parser.add_argument("--ngpu", type=int, default=0, help="0 trains on the CPU, 1 on a CUDA device.")
+    parser.add_argument("--num_threads", type=int, default=2, help="torch CPU threads.")
+    parser.add_argument("--seed", type=int, default=1, help="Seeds LoRA init, data order, dropout, SpecAugment.")
+    parser.add_argument("--verbose", type=int, default=0, help="1 = debug logging.")
+    return parser
+
+
+def _add_log_file(path: Path) -> None:
+    """Append this job's log to ``path`` as well (a resumed run continues the same log)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+
+
+def _check_options(args: argparse.Namespace, spec: LoraSpec) -> None:
+    """Refuse an encoder cache for an adapter that changes the encoder, before loading anything."""
+    caches = [flag for flag in ("train_encoder_cache", "dev_encoder_cache") if getattr(args, flag) is not None]
+    if caches and touches_encoder(spec):
+        raise UserInputError(
+            f"{spec.source}: this adapter changes the encoder (where: {spec.where}), so its outputs cannot come "
+            f"from --{caches[0]}; drop the cache options or use a decoder-only preset"
+        )
+
+
+def _signature(args: argparse.Namespace, source: str, spec: LoraSpec, cfg: TrainConfig) -> dict[str, Any]:
+    """What makes two runs the same run (for resuming and for the done marker)."""
+    paths = ("train_dir", "train_feats", "train_encoder_cache", "dev_dir", "dev_feats", "dev_encoder_cache")
+    return {
+        "model": source,
+        "lang": args.lang,
+        "lora": spec.as_dict(),
+        "train": cfg.as_dict(),
+        "seed": args.seed,
+        **{name: None if getattr(args, name) is None else str(getattr(args, name).resolve()) for name in paths},
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    """Load configs, model and data; train; leave the outputs listed in the module doc."""
+    _add_log_file(args.out_dir / "train.log")
+    spec = LoraSpec.from_yaml(args.lora_config)
+    cfg = TrainConfig.from_yaml(args.train_config)
+    _check_options(args, spec)
+    source = resolve_model(args.whisper_model)
+    signature = _signature(args, source, spec, cfg)
+    if prepare_out_dir(args.out_dir, signature):
+        logger.info("%s: training already finished; nothing to do", args.out_dir)
+        return
+    torch.set_num_threads(args.num_threads)
+    device = pick_device(args.ngpu)
+    # Loaded on the CPU in fp32 and moved after: the master weights stay fp32
+    # even on CUDA; fp16/bf16 come from autocast.
+    model, processor = load_whisper(args.whisper_model, torch.device("cpu"))
+    seed_everything(args.seed)
+    model = apply_lora(model, spec).to(device)
+    trainable, total = count_parameters(model)
+
+    load = functools.partial(
+        load_dataset, lang=args.lang, tokenizer=processor.tokenizer,
+        max_target_positions=model.config.max_target_positions, model_source=args.whisper_model,
+    )
+    train_set = load(args.train_dir, feats_scp=args.train_feats, encoder_cache=args.train_encoder_cache)
+    dev_set = load(args.dev_dir, feats_scp=args.dev_feats, encoder_cache=args.dev_encoder_cache)
+    meta = {
+        "base_model": source,
+        "lang": args.lang,
+        **spec.as_dict(),
+        "target_regex": target_regex(spec),
+        "trainable_params": trainable,
+        "total_params": total,
+        "lora_config": str(args.lora_config),
+        "train_config": str(args.train_config),
+        "train_dir": str(args.train_dir),
+        "train_utts": len(train_set),
+        "seed": args.seed,
+    }
+    trainer = Trainer(model, processor.tokenizer, train_set, dev_set, cfg, args.out_dir, lang=args.lang,
+                      device=device, seed=args.seed, signature=signature, meta=meta)
+    state = trainer.run()
+    logger.info("done: %d steps, best dev WER %.2f%% at step %d -> %s", state.step, state.best_wer,
+                state.best_step, args.out_dir / "adapter")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m espnet_adapters.bin.train_lora --help``."""
+    return run_main(get_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

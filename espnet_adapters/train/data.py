@@ -1,0 +1,252 @@
+"""Training data for Whisper LoRA: labels from a Kaldi dir, features or cached encoder outputs.
+
+Each utterance of ``text`` becomes the token sequence Whisper decodes in
+transcription mode::
+
+    <|startoftranscript|> <|hi|> <|transcribe|> <|notimestamps|>  text  <|endoftext|>
+
+The decoder input is that sequence without its last token, the labels are it
+without its first (teacher forcing); padding is ``<|endoftext|>`` in the input
+and -100 (ignored by the loss) in the labels.  The text is encoded with a
+leading space, as Whisper's own transcripts begin, so the adapter does not
+have to unlearn that.  The decoder has ``max_target_positions`` (448)
+positions: a longer label is a data error reported by file and line, never
+truncated (a cut transcript teaches the model to stop mid-sentence).
+
+The acoustic side is either the trimmed log-mel ``feats.scp`` dumped by the
+recipe (the encoder runs at each step) or an encoder cache (decoder-only
+adapters: the encoder's outputs never change, so they are computed once).
+
+Batches are length-bucketed over label lengths (the decoder's cost and the
+padding waste grow with them; the encoder input is always 30 s), in an order
+that depends only on the seed and the epoch, so that a resumed run can skip to
+the exact batch it stopped at.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from espnet_adapters.data.kaldi import read_map_lines
+from espnet_adapters.utils.cli import UserInputError
+from espnet_adapters.whisper.encoder_cache import EncoderCache, encoder_fingerprint
+from espnet_adapters.whisper.features import stack_features
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # labels the loss skips (torch's CrossEntropyLoss default)
+# An ark path with its byte offset and an optional slice, as kaldiio writes it.
+_ARK_ENTRY = re.compile(r"(?P<path>.+):\d+(?:\[[0-9:, ]*\])?")
+
+# (frames, n_mels) trimmed log-mel -> augmented copy; SpecAugment in the trainer.
+Augment = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One utterance: id, reference text and the full token sequence (SOT ... EOT)."""
+
+    utt_id: str
+    text: str
+    tokens: tuple[int, ...]
+
+
+@dataclass
+class Batch:
+    """Model inputs of one batch; exactly one of ``input_features``/``encoder_outputs`` is set."""
+
+    utt_ids: list[str]
+    texts: list[str]
+    decoder_input_ids: torch.Tensor  # (B, T)
+    labels: torch.Tensor  # (B, T), IGNORE_INDEX on padding
+    input_features: torch.Tensor | None = None  # (B, n_mels, 3000)
+    encoder_outputs: torch.Tensor | None = None  # (B, 1500, d_model)
+
+    @property
+    def num_tokens(self) -> int:
+        """Label tokens the loss is averaged over."""
+        return int((self.labels != IGNORE_INDEX).sum())
+
+
+def prefix_tokens(tokenizer: PreTrainedTokenizerBase, lang: str) -> list[int]:
+    """``<|startoftranscript|><|lang|><|transcribe|><|notimestamps|>`` as ids."""
+    names = ["<|startoftranscript|>", f"<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"]
+    ids = tokenizer.convert_tokens_to_ids(names)
+    if None in ids or (tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids):
+        raise UserInputError(f"--lang {lang}: the Whisper tokenizer has no language token <|{lang}|>")
+    return list(ids)
+
+
+def _ark_problem(feats_scp: Path) -> str | None:
+    """The first ``feats.scp:LINE`` whose ark file is missing (kaldiio would fail mid-training)."""
+    checked: dict[str, bool] = {}
+    for key, (line, value) in read_map_lines(feats_scp).items():
+        match = _ARK_ENTRY.fullmatch(value)
+        path = match.group("path") if match else value
+        if path not in checked:
+            checked[path] = Path(path).is_file()
+        if not checked[path]:
+            return f"{feats_scp}:{line}: {key}: ark file {path} does not exist"
+    return None
+
+
+class FeatureSource:
+    """Trimmed log-mel features from a kaldiio ``feats.scp``; the encoder runs on them."""
+
+    def __init__(self, feats_scp: Path) -> None:
+        problem = _ark_problem(feats_scp)
+        if problem is not None:
+            raise UserInputError(problem)
+        self.path = feats_scp
+        self._feats = kaldiio.load_scp(str(feats_scp))
+
+    def keys(self) -> set[str]:
+        return set(self._feats.keys())
+
+    def fill(self, batch: Batch, augment: Augment | None) -> None:
+        feats = [np.asarray(self._feats[utt]) for utt in batch.utt_ids]
+        if augment is not None:
+            feats = [augment(f) for f in feats]
+        batch.input_features = stack_features(feats)
+
+
+class CacheSource:
+    """Encoder outputs computed once by the recipe; only for adapters that leave the encoder alone."""
+
+    def __init__(self, cache_dir: Path, model_source: str, feats_scp: Path) -> None:
+        self.path = cache_dir
+        self._cache = EncoderCache(cache_dir, expected_fingerprint=encoder_fingerprint(model_source, feats_scp))
+
+    def keys_missing(self, utts: Sequence[str]) -> list[str]:
+        return [utt for utt in utts if utt not in self._cache]
+
+    def fill(self, batch: Batch, augment: Augment | None) -> None:
+        if augment is not None:
+            raise ValueError("SpecAugment needs features; encoder outputs are cached")
+        batch.encoder_outputs = self._cache.get_batch(batch.utt_ids)
+
+
+class AsrDataset:
+    """The examples of one Kaldi dir and where their acoustics come from."""
+
+    def __init__(self, examples: list[Example], source: FeatureSource | CacheSource, pad_id: int) -> None:
+        self.examples = examples
+        self.source = source
+        self.pad_id = pad_id
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    @property
+    def label_lengths(self) -> list[int]:
+        return [len(ex.tokens) - 1 for ex in self.examples]
+
+    def collate(self, indices: Sequence[int], augment: Augment | None = None) -> Batch:
+        """The batch of ``indices``, padded to its longest label."""
+        examples = [self.examples[i] for i in indices]
+        width = max(len(ex.tokens) - 1 for ex in examples)
+        inputs = torch.full((len(examples), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+        for row, ex in enumerate(examples):
+            tokens = torch.tensor(ex.tokens, dtype=torch.long)
+            inputs[row, : len(tokens) - 1] = tokens[:-1]
+            labels[row, : len(tokens) - 1] = tokens[1:]
+        batch = Batch([ex.utt_id for ex in examples], [ex.text for ex in examples], inputs, labels)
+        self.source.fill(batch, augment)
+        return batch
+
+
+def load_dataset(
+    data_dir: Path,
+    *,
+    lang: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_target_positions: int,
+    feats_scp: Path,
+    encoder_cache: Path | None = None,
+    model_source: str = "",
+) -> AsrDataset:
+    """Read ``text`` and ``utt2lang`` of ``data_dir`` and check every utterance has acoustics.
+
+    Raises :class:`UserInputError` naming the file (and line) for: an empty set,
+    an utterance of another language than ``lang``, a label longer than the
+    decoder's positions, an utterance missing from ``feats.scp`` or the cache,
+    and a ``feats.scp`` entry whose ark file does not exist.
+    """
+    text_path, lang_path = data_dir / "text", data_dir / "utt2lang"
+    texts = read_map_lines(text_path)
+    if not texts:
+        raise UserInputError(f"{text_path}: no utterances: cannot train or evaluate on an empty set")
+    langs = read_map_lines(lang_path)
+    for utt, (line, utt_lang) in langs.items():
+        if utt in texts and utt_lang != lang:
+            raise UserInputError(f"{lang_path}:{line}: {utt} is {utt_lang!r}, but this adapter is for --lang {lang}")
+    missing = [utt for utt in texts if utt not in langs]
+    if missing:
+        raise UserInputError(f"{lang_path}: no language for {len(missing)} utterance(s) of {text_path}, e.g. {missing[0]}")
+
+    prefix = prefix_tokens(tokenizer, lang)
+    eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    examples = []
+    for utt, (line, text) in texts.items():
+        body = tokenizer.encode(" " + text, add_special_tokens=False)
+        tokens = (*prefix, *body, eot)
+        if len(tokens) - 1 > max_target_positions:
+            raise UserInputError(
+                f"{text_path}:{line}: {utt}: label of {len(tokens) - 1} tokens is longer than the decoder's"
+                f" {max_target_positions} positions; split the utterance or drop it"
+            )
+        examples.append(Example(utt, text, tokens))
+
+    source: FeatureSource | CacheSource
+    if encoder_cache is None:
+        source = FeatureSource(feats_scp)
+        present = source.keys()
+        absent = [utt for utt in texts if utt not in present]
+        where = str(feats_scp)
+    else:
+        source = CacheSource(encoder_cache, model_source, feats_scp)
+        absent = source.keys_missing(list(texts))
+        where = f"encoder cache {encoder_cache}"
+    if absent:
+        raise UserInputError(f"{where}: no entry for {len(absent)} utterance(s) of {text_path}, e.g. {absent[0]}")
+    logger.info("%s: %d utterances, labels %d-%d tokens", data_dir, len(examples),
+                min(len(e.tokens) for e in examples) - 1, max(len(e.tokens) for e in examples) - 1)
+    return AsrDataset(examples, source, pad_id=eot)
+
+
+class BucketBatchSampler:
+    """Length-bucketed batches whose order depends only on (seed, epoch).
+
+    Each epoch: shuffle the utterances, sort them by label length (the shuffle
+    breaks ties randomly), cut the sorted list into batches of ``batch_size``
+    and shuffle the batches.  Utterances of similar length share a batch, so
+    little padding is computed, while every batch is still seen in random order.
+    A resumed run rebuilds the epoch's list and skips to the saved position.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int) -> None:
+        if not lengths:
+            raise ValueError("no utterances to batch")
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        rng = random.Random(f"{self.seed}/{epoch}")
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        order.sort(key=lambda i: self.lengths[i])
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        rng.shuffle(batches)
+        return batches

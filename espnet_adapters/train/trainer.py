@@ -1,0 +1,506 @@
+"""The LoRA training loop: resumable, evaluated by dev WER, logged for people and TensorBoard.
+
+One *step* is one optimizer update (``grad_accum`` micro-batches).  Every
+``eval_every`` steps the dev set is scored twice from one encoder pass per
+batch: the teacher-forced loss and the WER/CER of greedy decoding (language
+forced, text normalised as in scoring).  The adapter with the best dev WER
+(ties: lower dev loss) is written to ``<out_dir>/adapter`` in peft's layout;
+``patience`` evaluations without improvement stop the run.
+
+Resuming: ``checkpoints/last`` (replaced atomically every ``save_every``
+steps and at the end) holds the adapter weights, the optimizer, scheduler and
+GradScaler states, the python/numpy/torch RNG states, the epoch and the batch
+position in it, the best score, the patience counter and the history.  Running
+the same command again after a crash (even ``kill -9``) continues from there
+and reproduces the uninterrupted run's losses.  The checkpoint also stores the
+run's *signature* (model, data, configs, seed): resuming with other options is
+refused, since the result would match neither.  ``train.done`` marks a finished
+run: the same command is then a no-op.
+
+Outputs in ``out_dir``: ``adapter/``, ``checkpoints/last/``, ``tensorboard/``,
+``curves.png``, ``train_stats.json``, ``train.done`` (``train.log`` is the
+entry point's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+from transformers.modeling_outputs import BaseModelOutput
+
+from espnet_adapters.scoring.metrics import score_chars, score_words
+from espnet_adapters.scoring.normalize import normalize_text
+from espnet_adapters.train import SOURCE_FIELD, load_yaml_config
+from espnet_adapters.train.data import AsrDataset, Batch, BucketBatchSampler, CacheSource
+from espnet_adapters.utils.cli import UserInputError
+from espnet_adapters.utils.fileio import atomic_dir, atomic_write
+from espnet_adapters.whisper.decode import DecodeOptions, decode_features
+from espnet_adapters.whisper.lora import count_parameters, save_adapter
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DONE_FILE = "train.done"
+CHECKPOINT_DIR = "checkpoints/last"
+WEIGHTS_FILE = "trainable.safetensors"
+STATE_FILE = "trainer_state.pt"
+# What a run writes into out_dir besides the log (train.log keeps the history of every attempt).
+STALE_OUTPUTS = ("adapter", "checkpoints", "tensorboard", "curves.png", "train_stats.json", DONE_FILE)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``conf/train/*.yaml``.  Steps count optimizer updates."""
+
+    batch_size: int = 8
+    grad_accum: int = 1  # micro-batches per update: effective batch = batch_size * grad_accum
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 10  # linear warm-up from 0, then linear decay to 0 at max_steps
+    max_steps: int = 200
+    clip_grad_norm: float = 1.0  # max global L2 norm of the adapter gradients; 0 = no clipping
+    eval_every: int = 50  # dev loss + dev WER/CER every N steps (and at the end)
+    save_every: int = 25  # checkpoints/last every N steps (and at the end)
+    patience: int = 0  # stop after N evaluations without a better dev WER; 0 = never
+    log_every: int = 10
+    precision: str = "fp32"  # fp32 | bf16 (autocast; CPU or CUDA) | fp16 (CUDA, with GradScaler)
+    grad_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
+    spec_augment: bool = False  # time/frequency masks on the log-mel (only when the encoder runs)
+    freq_masks: int = 2
+    freq_mask_width: int = 27  # max mel bins per mask
+    time_masks: int = 2
+    time_mask_ratio: float = 0.05  # max frames per mask, as a fraction of the utterance
+    dev_batch_size: int = 8
+    dev_max_new_tokens: int = 128  # cap on greedy dev decoding (untrained models loop to 448)
+    source: str = "<default TrainConfig>"
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "grad_accum", "max_steps", "eval_every", "save_every", "log_every",
+                    "dev_batch_size", "dev_max_new_tokens")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("weight_decay", "warmup_steps", "clip_grad_norm", "patience", "freq_masks",
+                     "freq_mask_width", "time_masks", "time_mask_ratio"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        return load_yaml_config(path, cls)
+
+    def as_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        del values[SOURCE_FIELD]
+        return values
+
+
+@dataclass
+class RunState:
+    """Everything about progress that a resumed run must restore (besides weights and RNGs)."""
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # next micro-batch of the epoch's batch list
+    best_wer: float = math.inf
+    best_dev_loss: float = math.inf
+    best_step: int = 0
+    bad_evals: int = 0  # evaluations since the last improvement
+    stopped_early: bool = False
+    train_seconds: float = 0.0
+    utts_seen: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)  # per step: loss, lr
+    evals: list[dict[str, float]] = field(default_factory=list)  # per evaluation: dev loss, WER, CER
+
+
+def _signature_text(signature: Mapping[str, Any]) -> str:
+    return json.dumps(signature, sort_keys=True, ensure_ascii=False)
+
+
+def prepare_out_dir(out_dir: Path, signature: Mapping[str, Any]) -> bool:
+    """True if ``out_dir`` holds a finished run of these options (nothing to do).
+
+    The outputs of a run with *other* options (finished or not) are removed and
+    the run starts over, as the recipe expects when it redoes a stage whose
+    options changed; resuming them would give a run that matches neither.
+    """
+    done, state = out_dir / DONE_FILE, out_dir / CHECKPOINT_DIR / STATE_FILE
+    if done.exists():
+        previous = done.read_text(encoding="utf-8").strip()
+    elif state.exists():
+        previous = torch.load(state, map_location="cpu", weights_only=True)["signature"]
+    else:
+        return False
+    if previous == _signature_text(signature):
+        return done.exists()
+    logger.warning("%s: outputs of a run with other options (model, data, configs or seed); starting over", out_dir)
+    for name in STALE_OUTPUTS:
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    return False
+
+
+def spec_augment(feats: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+    """SpecAugment-style masks on trimmed (frames, n_mels) log-mel, from numpy's global RNG.
+
+    Masked cells get the utterance's mean (Whisper's log-mel is not zero-mean).
+    The last stored frame is left alone: it is the padding frame that
+    ``pad_logmel`` repeats to 3000 frames, and masking it would mask the padding.
+    """
+    out = feats.copy()
+    signal = out[:-1] if len(out) > 1 else out
+    frames, n_mels = signal.shape
+    fill = float(signal.mean())
+    for _ in range(cfg.freq_masks):
+        width = np.random.randint(0, min(cfg.freq_mask_width, n_mels) + 1)
+        start = np.random.randint(0, n_mels - width + 1)
+        signal[:, start : start + width] = fill
+    max_width = int(cfg.time_mask_ratio * frames)
+    for _ in range(cfg.time_masks):
+        width = np.random.randint(0, max_width + 1)
+        start = np.random.randint(0, frames - width + 1)
+        signal[start : start + width, :] = fill
+    return out
+
+
+def _rng_state() -> dict[str, Any]:
+    """All RNG states, in types ``torch.load(weights_only=True)`` accepts."""
+    np_state = np.random.get_state(legacy=False)
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {**np_state, "state": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                                        "pos": np_state["state"]["pos"]}},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np_state = dict(state["numpy"])
+    np_state["state"] = {"key": np_state["state"]["key"].numpy().astype(np.uint32), "pos": np_state["state"]["pos"]}
+    np.random.set_state(np_state)
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (LoRA init, dropout, SpecAugment, ...)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Trains ``model``'s adapter on ``train_set``, evaluating on ``dev_set`` (see the module doc)."""
+
+    def __init__(
+        self,
+        model: PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
+        train_set: AsrDataset,
+        dev_set: AsrDataset,
+        cfg: TrainConfig,
+        out_dir: Path,
+        *,
+        lang: str,
+        device: torch.device,
+        seed: int,
+        signature: Mapping[str, Any],
+        meta: Mapping[str, Any],
+    ) -> None:
+        if cfg.precision == "fp16" and device.type != "cuda":
+            raise UserInputError(f"{cfg.source}: precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
+        if cfg.spec_augment and isinstance(train_set.source, CacheSource):
+            raise UserInputError(f"{cfg.source}: spec_augment masks the encoder's input, but the training set's "
+                                 "encoder outputs are cached; set spec_augment: false or drop the cache")
+        self.model, self.tokenizer = model, tokenizer
+        self.train_set, self.dev_set = train_set, dev_set
+        self.cfg, self.out_dir, self.lang, self.device = cfg, out_dir, lang, device
+        self.signature = _signature_text(signature)
+        self.meta = dict(meta)
+        self.sampler = BucketBatchSampler(train_set.label_lengths, cfg.batch_size, seed)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.max_steps)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+        self.state = RunState()
+        self.ckpt_dir = out_dir / CHECKPOINT_DIR
+        if cfg.grad_checkpointing:
+            model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    # ------------------------------------------------------------------ helpers
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.cfg.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _forward(self, batch: Batch, encoder_outputs: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean token loss of ``batch``; ``encoder_outputs`` (if given) replaces the encoder pass."""
+        enc = encoder_outputs if encoder_outputs is not None else batch.encoder_outputs
+        inputs: dict[str, Any]
+        if enc is not None:
+            inputs = {"encoder_outputs": BaseModelOutput(last_hidden_state=enc.to(self.device))}
+        else:
+            assert batch.input_features is not None
+            inputs = {"input_features": batch.input_features.to(self.device)}
+        with self._autocast():
+            out = self.model(
+                **inputs,
+                decoder_input_ids=batch.decoder_input_ids.to(self.device),
+                labels=batch.labels.to(self.device),
+                use_cache=False,
+            )
+        return out.loss
+
+    def _micro_batches(self) -> Iterator[list[int]]:
+        """The training stream from the saved (epoch, position) on, advancing the state."""
+        while True:
+            batches = self.sampler.epoch_batches(self.state.epoch)
+            while self.state.position < len(batches):
+                self.state.position += 1
+                yield batches[self.state.position - 1]
+            self.state.epoch += 1
+            self.state.position = 0
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _save_checkpoint(self) -> None:
+        weights = {name: p.detach().cpu().contiguous() for name, p in self.model.named_parameters() if p.requires_grad}
+        with atomic_dir(self.ckpt_dir) as tmp:
+            save_file(weights, str(tmp / WEIGHTS_FILE))
+            torch.save(
+                {
+                    "signature": self.signature,
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "rng": _rng_state(),
+                    "run": asdict(self.state),
+                },
+                tmp / STATE_FILE,
+            )
+
+    def _load_checkpoint(self) -> None:
+        saved = torch.load(self.ckpt_dir / STATE_FILE, map_location="cpu", weights_only=True)
+        if saved["signature"] != self.signature:
+            raise UserInputError(
+                f"{self.ckpt_dir}: checkpoint of a run with other options (model, data, configs or seed); "
+                f"run the same command to resume, or remove {self.out_dir} to start over"
+            )
+        weights = load_file(str(self.ckpt_dir / WEIGHTS_FILE), device=str(self.device))
+        trainable = {name for name, p in self.model.named_parameters() if p.requires_grad}
+        if set(weights) != trainable:
+            raise UserInputError(f"{self.ckpt_dir}: its weights do not match this adapter's parameters")
+        self.model.load_state_dict(weights, strict=False)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.scaler.load_state_dict(saved["scaler"])
+        _set_rng_state(saved["rng"])
+        self.state = RunState(**saved["run"])
+        logger.info("resumed from %s at step %d (epoch %d, batch %d)",
+                    self.ckpt_dir, self.state.step, self.state.epoch, self.state.position)
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Dev loss (token-weighted), WER and CER; the encoder runs once per batch for both."""
+        self.model.eval()
+        opts = DecodeOptions(batch_size=self.cfg.dev_batch_size, max_new_tokens=self.cfg.dev_max_new_tokens)
+        loss_sum, tokens = 0.0, 0
+        ids: list[str] = []
+        refs: list[str] = []
+        hyps: list[str] = []
+        order = list(range(len(self.dev_set)))
+        for start in range(0, len(order), self.cfg.dev_batch_size):
+            batch = self.dev_set.collate(order[start : start + self.cfg.dev_batch_size])
+            enc = batch.encoder_outputs
+            if enc is None:
+                assert batch.input_features is not None
+                with self._autocast():
+                    enc = self.model.get_encoder()(input_features=batch.input_features.to(self.device)).last_hidden_state
+            enc = enc.to(self.device, torch.float32)
+            loss_sum += float(self._forward(batch, enc)) * batch.num_tokens
+            tokens += batch.num_tokens
+            with self._autocast():
+                texts = decode_features(self.model, self.tokenizer, encoder_outputs=enc,
+                                        languages=[self.lang] * len(batch.utt_ids), opts=opts)
+            ids += batch.utt_ids
+            refs += [normalize_text(text, self.lang) for text in batch.texts]
+            hyps += [normalize_text(text, self.lang) for text in texts]
+        self.model.train()
+        wer = score_words(ids, refs, hyps).total.error_rate
+        cer = score_chars(ids, refs, hyps).total.error_rate
+        for utt, ref, hyp in list(zip(ids, refs, hyps))[:2]:
+            logger.info("dev %s\n  REF: %s\n  HYP: %s", utt, ref, hyp)
+        return {"step": self.state.step, "dev_loss": loss_sum / tokens, "dev_wer": wer, "dev_cer": cer}
+
+    def _record_eval(self, result: dict[str, float], writer: Any) -> None:
+        """Log, keep the best adapter, count patience."""
+        state = self.state
+        state.evals.append(result)
+        for key in ("dev_loss", "dev_wer", "dev_cer"):
+            writer.add_scalar(f"dev/{key[4:]}", result[key], state.step)
+        improved = (result["dev_wer"], result["dev_loss"]) < (state.best_wer, state.best_dev_loss)
+        if improved:
+            state.best_wer, state.best_dev_loss, state.best_step = result["dev_wer"], result["dev_loss"], state.step
+            state.bad_evals = 0
+            meta = {**self.meta, "step": state.step, "dev_wer": result["dev_wer"], "dev_cer": result["dev_cer"],
+                    "dev_loss": result["dev_loss"]}
+            save_adapter(self.model, self.out_dir / "adapter", meta)
+        else:
+            state.bad_evals += 1
+        logger.info(
+            "step %d: dev loss %.4f, WER %.2f%%, CER %.2f%%%s", state.step, result["dev_loss"], result["dev_wer"],
+            result["dev_cer"], " (best, adapter saved)" if improved else f" (best {state.best_wer:.2f}% at step "
+            f"{state.best_step}, {state.bad_evals}/{self.cfg.patience or 'inf'} without improvement)",
+        )
+        if self.cfg.patience and state.bad_evals >= self.cfg.patience:
+            state.stopped_early = True
+            logger.info("early stop: %d evaluations without a better dev WER", state.bad_evals)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _train_step(self, stream: Iterator[list[int]]) -> float:
+        augment = (lambda f: spec_augment(f, self.cfg)) if self.cfg.spec_augment else None
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(self.cfg.grad_accum):
+            batch = self.train_set.collate(next(stream), augment)
+            loss = self._forward(batch) / self.cfg.grad_accum
+            self.scaler.scale(loss).backward()
+            total += loss.item()
+            self.state.utts_seen += len(batch.utt_ids)
+        self.scaler.unscale_(self.optimizer)
+        if self.cfg.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return total
+
+    def run(self) -> RunState:
+        """Train (resuming if a checkpoint exists), then write curves, stats and the done marker."""
+        from torch.utils.tensorboard import SummaryWriter  # heavy import, only when training
+
+        cfg, state = self.cfg, self.state
+        resumed = (self.ckpt_dir / STATE_FILE).exists()
+        if resumed:
+            self._load_checkpoint()
+            state = self.state
+        trainable, total = count_parameters(self.model)
+        logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100.0 * trainable / total)
+        writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=state.step if resumed else None)
+        self.model.train()
+        stream = self._micro_batches()
+        interactive = sys.stderr.isatty()
+        with tqdm(total=cfg.max_steps, initial=state.step, desc=f"train {self.lang}", unit="step",
+                  mininterval=1.0 if interactive else 60.0) as progress:
+            while state.step < cfg.max_steps and not state.stopped_early:
+                started = time.perf_counter()
+                loss = self._train_step(stream)
+                state.train_seconds += time.perf_counter() - started
+                state.step += 1
+                lr = self.scheduler.get_last_lr()[0]
+                state.history.append({"step": state.step, "loss": loss, "lr": lr})
+                writer.add_scalar("train/loss", loss, state.step)
+                writer.add_scalar("train/lr", lr, state.step)
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss:.3f}")
+                if state.step % cfg.log_every == 0:
+                    logger.info("step %d/%d: loss %.4f, lr %.2e, epoch %d", state.step, cfg.max_steps, loss, lr,
+                                state.epoch)
+                if state.step % cfg.eval_every == 0:
+                    self._record_eval(self.evaluate(), writer)
+                if state.step % cfg.save_every == 0 or state.step == cfg.max_steps or state.stopped_early:
+                    self._save_checkpoint()
+        if not state.evals or state.evals[-1]["step"] != state.step:
+            self._record_eval(self.evaluate(), writer)
+            self._save_checkpoint()
+        writer.close()
+        self._write_summary()
+        with atomic_write(self.out_dir / DONE_FILE) as handle:
+            handle.write(self.signature + "\n")
+        return state
+
+    def _write_summary(self) -> None:
+        state = self.state
+        trainable, total = count_parameters(self.model)
+        best = next((e for e in state.evals if e["step"] == state.best_step), {})
+        stats = {
+            "steps": state.step,
+            "epochs": state.epoch + state.position / max(1, len(self.sampler.epoch_batches(state.epoch))),
+            "stopped_early": state.stopped_early,
+            "best_step": state.best_step,
+            "best_dev_wer": state.best_wer,
+            "best_dev_cer": best.get("dev_cer"),
+            "best_dev_loss": state.best_dev_loss,
+            "trainable_params": trainable,
+            "total_params": total,
+            "train_seconds": round(state.train_seconds, 2),
+            "seconds_per_step": round(state.train_seconds / max(1, state.step), 4),
+            "utts_per_second": round(state.utts_seen / state.train_seconds, 3) if state.train_seconds else None,
+            "history": state.history,
+            "evals": state.evals,
+        }
+        with atomic_write(self.out_dir / "train_stats.json") as handle:
+            json.dump(stats, handle, indent=1)
+            handle.write("\n")
+        plot_curves(state, self.out_dir / "curves.png", title=self.out_dir.name)
+
+
+def plot_curves(state: RunState, path: Path, title: str) -> None:
+    """Train and dev loss (left axis) and dev WER (right axis) against the step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot([h["step"] for h in state.history], [h["loss"] for h in state.history], lw=0.8, label="train loss")
+    ax.plot([e["step"] for e in state.evals], [e["dev_loss"] for e in state.evals], "o-", label="dev loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    wer_ax = ax.twinx()
+    wer_ax.plot([e["step"] for e in state.evals], [e["dev_wer"] for e in state.evals], "s--", color="tab:red",
+                label="dev WER")
+    wer_ax.set_ylabel("dev WER (%)")
+    if state.best_step:
+        wer_ax.axvline(state.best_step, color="tab:red", alpha=0.3, lw=1)
+    lines = ax.get_legend_handles_labels()
+    more = wer_ax.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper right")
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,165 @@
+"""Language-specific LoRA adapters on Whisper with ``peft``.
+
+A :class:`LoraSpec` (``conf/lora/*.yaml``) says which linear layers get a
+low-rank update: module names (``q_proj``, ``v_proj``, ``fc1`` ...), in which
+stack (``encoder``, ``decoder`` or ``both``) and optionally which layers.  It
+becomes one regular expression over module names, because peft matches a
+*list* of names against every module of the model (``q_proj`` would hit the
+encoder too) while a *string* is matched with ``re.fullmatch`` against the full
+name, which is how the stack and layer restrictions are expressed.  In the
+decoder, ``q_proj``/``v_proj`` cover both the self-attention and the
+cross-attention (``encoder_attn``).
+
+``task_type`` is left unset on purpose: with ``TaskType.SEQ_2_SEQ_LM`` peft
+wraps the model in ``PeftModelForSeq2SeqLM``, whose ``forward()`` passes
+``input_ids`` to Whisper, which has none (it takes ``input_features``).
+
+A decoder-only adapter leaves the encoder untouched, so its outputs can be
+computed once and cached (:func:`touches_encoder` tells the trainer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from espnet_adapters.train import SOURCE_FIELD, load_yaml_config
+from espnet_adapters.utils.cli import UserInputError
+from espnet_adapters.utils.fileio import atomic_dir
+
+logger = logging.getLogger(__name__)
+
+WHERE_CHOICES = ("encoder", "decoder", "both")
+META_FILE = "lora_meta.json"
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """One LoRA preset; the defaults are the seed papers' (r=32, alpha=64, q/v of the decoder)."""
+
+    r: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    where: str = "decoder"
+    layers: tuple[int, ...] | None = None
+    source: str = "<default LoraSpec>"  # the yaml file, named in error messages
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"r must be >= 1, got {self.r}")
+        if self.lora_alpha <= 0:
+            raise ValueError(f"lora_alpha must be > 0, got {self.lora_alpha}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not self.target_modules:
+            raise ValueError("target_modules is empty")
+        bad = [name for name in self.target_modules if not re.fullmatch(r"\w+", name)]
+        if bad:
+            raise ValueError(f"target_modules are module names like q_proj, not patterns: {bad}")
+        if self.where not in WHERE_CHOICES:
+            raise ValueError(f"where must be one of {', '.join(WHERE_CHOICES)}, got {self.where!r}")
+        if self.layers is not None and (not self.layers or min(self.layers) < 0):
+            raise ValueError(f"layers must be null or a non-empty list of indices >= 0, got {list(self.layers)}")
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> LoraSpec:
+        return load_yaml_config(path, cls)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options only (no file name): what identifies the adapter's shape."""
+        values = asdict(self)
+        del values[SOURCE_FIELD]
+        return values
+
+
+def touches_encoder(spec: LoraSpec) -> bool:
+    """Whether the adapter changes the encoder (then its outputs cannot be cached)."""
+    return spec.where in ("encoder", "both")
+
+
+def _stacks(spec: LoraSpec) -> tuple[str, ...]:
+    return ("encoder", "decoder") if spec.where == "both" else (spec.where,)
+
+
+def target_regex(spec: LoraSpec) -> str:
+    """The full-name pattern, e.g. ``model\\.(?:decoder)\\.layers\\.\\d+\\.(?:[^.]+\\.)?(?:q_proj|v_proj)``.
+
+    ``(?:[^.]+\\.)?`` is the sub-block (``self_attn``, ``encoder_attn``) or
+    nothing (``fc1``/``fc2`` sit directly in the layer).
+    """
+    stacks = "|".join(_stacks(spec))
+    layers = r"\d+" if spec.layers is None else "|".join(str(i) for i in sorted(set(spec.layers)))
+    names = "|".join(re.escape(name) for name in spec.target_modules)
+    return rf"model\.(?:{stacks})\.layers\.(?:{layers})\.(?:[^.]+\.)?(?:{names})"
+
+
+def _check_layers(spec: LoraSpec, model: torch.nn.Module) -> None:
+    """A layer index the model does not have is a config error, not "fewer adapters"."""
+    if spec.layers is None:
+        return
+    config = model.config
+    for stack in _stacks(spec):
+        count = getattr(config, f"{stack}_layers")
+        missing = sorted(i for i in set(spec.layers) if i >= count)
+        if missing:
+            raise UserInputError(f"{spec.source}: layers {missing} do not exist: the {stack} has {count} layers (0..{count - 1})")
+
+
+def build_lora_config(spec: LoraSpec, model: torch.nn.Module) -> LoraConfig:
+    """The peft config for ``model``; raises :class:`UserInputError` if the target matches nothing."""
+    _check_layers(spec, model)
+    pattern = target_regex(spec)
+    matched = [name for name, _ in model.named_modules() if re.fullmatch(pattern, name)]
+    if not matched:
+        raise UserInputError(
+            f"{spec.source}: target_modules {list(spec.target_modules)} match no module of the {spec.where} "
+            f"(pattern {pattern}); Whisper's linear layers are q_proj, k_proj, v_proj, out_proj, fc1, fc2"
+        )
+    logger.info("LoRA r=%d alpha=%d on %d modules matching %s", spec.r, spec.lora_alpha, len(matched), pattern)
+    return LoraConfig(
+        r=spec.r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=pattern,
+        bias="none",
+    )
+
+
+def apply_lora(model: torch.nn.Module, spec: LoraSpec) -> PeftModel:
+    """Wrap ``model`` with fresh adapters; only the adapter weights require grad afterwards."""
+    config = build_lora_config(spec, model)
+    try:
+        peft_model = get_peft_model(model, config)
+    except ValueError as err:  # e.g. a name that matches a module type LoRA does not support
+        raise UserInputError(f"{spec.source}: peft refused the LoRA config: {err}") from err
+    return peft_model
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def save_adapter(model: PeftModel, out_dir: str | os.PathLike[str], meta: Mapping[str, Any]) -> Path:
+    """Write the adapter in peft's layout plus :data:`META_FILE`, replacing ``out_dir`` atomically.
+
+    The directory loads with upstream ``PeftModel.from_pretrained(base, out_dir)``;
+    ``lora_meta.json`` records what peft does not: language, data, training config, scores.
+    """
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(str(tmp))
+        with open(tmp / META_FILE, "w", encoding="utf-8") as handle:
+            json.dump(dict(meta), handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+    return Path(out_dir)
