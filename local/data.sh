@@ -10,6 +10,7 @@ nj=2              # Parallel synthesis processes.
 train_utts=240    # Training utterances.
 dev_utts=24       # Dev utterances.
 test_utts=40      # Test utterances.
+splits="train dev test"  # Splits to prepare (an evaluation-only language needs only test).
 
 . utils/parse_options.sh
 
@@ -27,7 +28,8 @@ case "${corpus}" in
         fi
         python3 -m espnet_adapters.bin.synth_corpus --lang "${lang}" --sentences "${sentences}" \
             --config conf/synth.yaml --data_dir data --audio_dir downloads/synth --nj "${nj}" \
-            --train_utts "${train_utts}" --dev_utts "${dev_utts}" --test_utts "${test_utts}"
+            --train_utts "${train_utts}" --dev_utts "${dev_utts}" --test_utts "${test_utts}" \
+            --splits ${splits}
         ;;
     *)
         echo "$0: unknown --corpus ${corpus} (supported: synth)" >&2

@@ -44,6 +44,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train_utts", type=int, default=240, help="Utterances in the training set.")
     parser.add_argument("--dev_utts", type=int, default=24, help="Utterances in the dev set.")
     parser.add_argument("--test_utts", type=int, default=40, help="Utterances in the test set.")
+    parser.add_argument(
+        "--splits", nargs="+", choices=SPLITS, default=list(SPLITS),
+        help="Splits to write; e.g. only test for a language that is evaluated but not trained on.",
+    )
     parser.add_argument("--seed", type=int, default=1, help="Seed of the sentence shuffle.")
     parser.add_argument("--nj", type=int, default=2, help="Parallel espeak-ng processes.")
     return parser
@@ -56,10 +60,11 @@ def run(args: argparse.Namespace) -> None:
         raise UserInputError(f"{args.config}: no espeak-ng voice for language {args.lang!r} under `voices`")
     sentences = read_sentences(args.sentences)
     sizes = {"train": args.train_utts, "dev": args.dev_utts, "test": args.test_utts}
+    sizes = {split: (size if split in args.splits else 0) for split, size in sizes.items()}
     audio_dir = (args.audio_dir / args.lang).resolve()
     plan = plan_corpus(args.lang, sentences, config.speakers, sizes, audio_dir, args.seed)
     voice = config.voices[args.lang]
-    for split in SPLITS:
+    for split in args.splits:
         utts = plan[split]
         durations = synthesize_all(utts, voice, config.noise_dbfs, args.nj)
         out = args.data_dir / f"{args.lang}_{split}"

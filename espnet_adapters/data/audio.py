@@ -11,7 +11,6 @@ audio came from.  Failures raise :class:`UserInputError` naming the entry.
 from __future__ import annotations
 
 import io
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,11 +20,11 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from espnet_adapters.data.kaldi import ark_file
 from espnet_adapters.utils.cli import UserInputError
 
 # Containers libsndfile does not read; decoded with ffmpeg instead.
 FFMPEG_SUFFIXES = {".m4a", ".mp4", ".aac", ".webm", ".wma"}
-ARK_OFFSET = re.compile(r"\.ark:\d+(\[.*\])?$")
 
 
 def _to_mono_float(audio: np.ndarray) -> np.ndarray:
@@ -56,7 +55,7 @@ def _read_entry(entry: str, where: str) -> tuple[np.ndarray, int]:
     entry = entry.strip()
     if entry.endswith("|"):
         return _decode_bytes(_run(entry[:-1], where, shell=True), where)
-    if ARK_OFFSET.search(entry):
+    if ark_file(entry) is not None and not Path(entry).is_file():
         try:
             rate, audio = kaldiio.load_mat(entry)
         except (OSError, ValueError) as err:

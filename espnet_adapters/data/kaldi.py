@@ -54,6 +54,12 @@ MAX_SHOWN_PER_KIND = 20
 _FIELD_SEP = re.compile(r"[ \t]+")
 _WHITESPACE = re.compile(r"\s")
 _ARK_OFFSET = re.compile(r"(?P<path>.+):\d+(?:\[[0-9:, ]*\])?")
+
+
+def ark_file(value: str) -> str | None:
+    """The ark path of a kaldiio extended filename (``x.ark:123`` or ``x.ark:123[0:9]``), else None."""
+    match = _ARK_OFFSET.fullmatch(value.strip())
+    return None if match is None else match["path"]
 # Indic scripts need ZWJ/ZWNJ to choose conjunct and half forms, so they stay.
 _ALLOWED_FORMAT_CHARS = frozenset({"\u200c", "\u200d"})
 # Awk, sentencepiece and most tokenizers do not split on these: words merge silently.
@@ -505,8 +511,8 @@ def _wav_value_problem(value: str) -> str | None:
 def _audio_exists(value: str) -> bool:
     if os.path.exists(value):
         return True
-    match = _ARK_OFFSET.fullmatch(value)
-    return match is not None and os.path.exists(match["path"])
+    path = ark_file(value)
+    return path is not None and os.path.exists(path)
 
 
 _VALUE_CHECKS: dict[str, Callable[[_Table, _Problems], None]] = {

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from espnet_adapters.data.kaldi import read_map_lines
+from espnet_adapters.data.kaldi import ark_file, read_map_lines
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.whisper.encoder_cache import EncoderCache, encoder_fingerprint
 from espnet_adapters.whisper.features import stack_features
@@ -46,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # labels the loss skips (torch's CrossEntropyLoss default)
 # An ark path with its byte offset and an optional slice, as kaldiio writes it.
-_ARK_ENTRY = re.compile(r"(?P<path>.+):\d+(?:\[[0-9:, ]*\])?")
 
 # (frames, n_mels) trimmed log-mel -> augmented copy; SpecAugment in the trainer.
 Augment = Callable[[np.ndarray], np.ndarray]
@@ -91,8 +89,7 @@ def _ark_problem(feats_scp: Path) -> str | None:
     """The first ``feats.scp:LINE`` whose ark file is missing (kaldiio would fail mid-training)."""
     checked: dict[str, bool] = {}
     for key, (line, value) in read_map_lines(feats_scp).items():
-        match = _ARK_ENTRY.fullmatch(value)
-        path = match.group("path") if match else value
+        path = ark_file(value) or value
         if path not in checked:
             checked[path] = Path(path).is_file()
         if not checked[path]:

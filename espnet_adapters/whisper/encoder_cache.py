@@ -34,7 +34,7 @@ import torch
 from huggingface_hub import snapshot_download
 from safetensors import safe_open
 
-from espnet_adapters.data.kaldi import read_map_lines
+from espnet_adapters.data.kaldi import ark_file, read_map_lines
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.fileio import atomic_write
 from espnet_adapters.whisper.model import load_error, resolve_model
@@ -46,7 +46,6 @@ CACHE_FORMAT = "whisper-encoder-cache/1 float16"  # part of the fingerprint: a f
 _SHARD = re.compile(r"shard\.(\d+)\.safetensors")
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 _MIB = 1 << 20
-_ARK_PATH = re.compile(r"(?P<path>.+):\d+(\[[^\]]*\])?$")
 
 
 def shard_path(cache_dir: Path, job: int) -> Path:
@@ -104,10 +103,10 @@ def _features_signature(feats_scp: Path) -> list[str]:
         signature.append(hashlib.sha256(shape.read_bytes()).hexdigest())
     arks: set[Path] = set()
     for utt, (number, value) in lines.items():
-        match = _ARK_PATH.match(value)
-        if match is None:
+        path = ark_file(value)
+        if path is None:
             raise UserInputError(f"{feats_scp}:{number}: {utt}: expected an ark:offset entry, got {value!r}")
-        arks.add(Path(match["path"]))
+        arks.add(Path(path))
     for ark in sorted(arks):
         try:
             stat = ark.stat()

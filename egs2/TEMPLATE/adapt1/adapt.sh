@@ -31,8 +31,9 @@ run_args=$(printf '%q ' "$0" "$@")
 stage=1                # First stage to run.
 stop_stage=10000       # Last stage to run.
 skip_stages=""         # Stages to skip, e.g. "2 7".
-langs="hi it pa te"    # Languages of this recipe (ISO 639-1 codes).
-nj=4                   # Parallel jobs of the data and feature stages.
+langs="hi it pa te"    # Languages of this recipe (ISO 639-1 codes): one adapter each.
+eval_langs=""          # Languages only evaluated (test sets; base and every adapter), e.g. "en".
+nj=2                   # Parallel jobs of the data and feature stages (one per core here).
 inference_nj=2         # Parallel decoding jobs.
 ngpu=0                 # GPUs per training/decoding job (0 = CPU).
 num_threads=1          # torch CPU threads per decoding/encoder job.
@@ -126,6 +127,9 @@ all_sets() {
         echo "${lang}_${train_split} ${lang}_dev"
         for tset in ${test_sets}; do echo "${lang}_${tset}"; done
     done
+    for lang in ${eval_langs}; do
+        for tset in ${test_sets}; do echo "${lang}_${tset}"; done
+    done
 }
 # The encoder cache is used only when the adapter leaves the encoder frozen.
 use_encoder_cache=false
@@ -134,22 +138,24 @@ feats_dir=${dumpdir}/${model_tag}
 
 if run_stage 1; then
     log "Stage 1: data preparation (${corpus}) -> data/<lang>_{train,dev,test}"
-    for lang in ${langs}; do
-        sig="corpus=${corpus} train=${train_utts} dev=${dev_utts} test=${test_utts} $(checksum local/sentences/"${lang}".txt conf/synth.yaml 2>/dev/null || true)"
+    for lang in ${langs} ${eval_langs}; do
+        splits="train dev test"
+        [[ " ${langs} " == *" ${lang} "* ]] || splits=test
+        sig="corpus=${corpus} splits=${splits} train=${train_utts} dev=${dev_utts} test=${test_utts} $(checksum local/sentences/"${lang}".txt conf/synth.yaml 2>/dev/null || true)"
         done_all=true
-        for split in train dev test; do is_done "data/${lang}_${split}" "${sig}" || done_all=false; done
+        for split in ${splits}; do is_done "data/${lang}_${split}" "${sig}" || done_all=false; done
         if ${done_all}; then
             log "  ${lang}: up to date"
             continue
         fi
         ${train_cmd} "${expdir}/log/data_prep_${lang}.log" \
-            local/data.sh --corpus "${corpus}" --lang "${lang}" --nj "${nj}" \
+            local/data.sh --corpus "${corpus}" --lang "${lang}" --nj "${nj}" --splits "${splits}" \
                 --train_utts "${train_utts}" --dev_utts "${dev_utts}" --test_utts "${test_utts}"
-        for split in train dev test; do
+        for split in ${splits}; do
             utils/validate_data_dir.sh "data/${lang}_${split}"
             mark_done "data/${lang}_${split}" "${sig}"
         done
-        log "  ${lang}: $(for s in train dev test; do printf '%s=%s ' "${s}" "$(wc -l < "data/${lang}_${s}/text")"; done)utterances"
+        log "  ${lang}: $(for s in ${splits}; do printf '%s=%s ' "${s}" "$(wc -l < "data/${lang}_${s}/text")"; done)utterances"
     done
 fi
 
@@ -311,7 +317,7 @@ decode_set() {
 # The decode dirs of stage 7, one "model_tag set lang adapter_dir" line each.
 decode_plan() {
     local lang tset other
-    for lang in ${langs}; do
+    for lang in ${langs} ${eval_langs}; do
         for tset in ${test_sets}; do
             ! ${decode_base} || echo "${model_tag} ${lang}_${tset} ${lang}"
             for other in ${langs}; do
