@@ -43,6 +43,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA_BOTH = ROOT / "conf/lora/r32_qv_both.yaml"
@@ -94,7 +95,8 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _timed_steps(args: argparse.Namespace, step) -> list[float]:
+def _timed_steps(args: argparse.Namespace, step: Callable[[], object]) -> list[float]:
+    """Run --warmup + --steps steps; the seconds of the timed ones."""
     times = []
     for index in range(args.warmup + args.steps):
         start = time.perf_counter()
@@ -229,6 +231,7 @@ def run_worker(args: argparse.Namespace) -> None:
             "b": lambda a, w: worker_ours(a, w, cached=False), "c": lambda a, w: worker_ours(a, w, cached=True)}
     result = jobs[name](args, work)
     result["peak_rss_mb"] = _peak_rss_mb()
+    result["load_1min"] = os.getloadavg()[0]  # other jobs on the machine distort the timings
     (work / f"result.{name}.json").write_text(json.dumps(result))
 
 
@@ -257,9 +260,10 @@ def _prepare_data(args: argparse.Namespace, work: Path, env: dict[str, str]) -> 
     out.mkdir(parents=True, exist_ok=True)
     if args.data_dir is None:
         cmd = [sys.executable, "-m", "espnet_adapters.bin.synth_corpus", "--lang", args.lang,
-               "--sentences", str(ROOT / "local/sentences" / f"{args.lang}.txt"), "--config", str(ROOT / "conf/synth.yaml"),
+               "--sentences", str(ROOT / "local/sentences" / f"{args.lang}.txt"),
+               "--config", str(ROOT / "conf/synth.yaml"),
                "--data_dir", str(work / "data"), "--audio_dir", str(work / "audio"),
-               "--train_utts", str(args.utts), "--dev_utts", "1", "--test_utts", "1"]
+               "--train_utts", str(args.utts), "--splits", "train"]
         log = work / "logs" / "synth.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as handle:
@@ -274,7 +278,7 @@ def _prepare_data(args: argparse.Namespace, work: Path, env: dict[str, str]) -> 
         raise SystemExit(f"{source}: only {len(keep)} utterances, --utts {args.utts}")
     for name in ("wav.scp", "text", "utt2lang"):
         lines = (source / name).read_text(encoding="utf-8").splitlines(keepends=True)
-        (out / name).write_text("".join(l for l in lines if l.split(maxsplit=1)[0] in keep), encoding="utf-8")
+        (out / name).write_text("".join(ln for ln in lines if ln.split(maxsplit=1)[0] in keep), encoding="utf-8")
 
 
 def _cpu_model() -> str:
@@ -304,18 +308,22 @@ def _report(args: argparse.Namespace, results: dict[str, dict], loads: tuple[str
         "",
         f"torch {_version('torch')}, transformers {_version('transformers')}, peft {_version('peft')}, "
         f"python {platform.python_version()}; {args.num_threads} threads; CPU: {_cpu_model()} "
-        f"({os.cpu_count()} logical CPUs); load average {loads[0]} at start, {loads[1]} at end.",
+        f"({os.cpu_count()} logical CPUs); load average {loads[0]} at start, {loads[1]} at end "
+        "(column `load`: 1-min load average when the variant ended; above the thread count, other jobs "
+        "competed for the CPU and the timings are inflated).",
         "",
-        "| variant | trainable params | s/step | utt/s | utt/s vs (a) | peak RSS (MB) | RSS vs (a) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | trainable params | s/step (min) | utt/s | utt/s vs (a) | peak RSS (MB) | RSS vs (a) | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     def vs_a(values: dict[str, float], key: str) -> str:
         return f"{values[key] / values['a']:.2f}x" if "a" in values else "n/a"
 
     for key in utt_per_s:
         r = results[key]
-        lines.append(f"| ({key}) {VARIANTS[key]} | {r['trainable'] / 1e6:.2f} M | {sum(r['times']) / len(r['times']):.2f} "
-                     f"| {utt_per_s[key]:.2f} | {vs_a(utt_per_s, key)} | {rss[key]:.0f} | {vs_a(rss, key)} |")
+        per_step = sum(r["times"]) / len(r["times"])
+        lines.append(f"| ({key}) {VARIANTS[key]} | {r['trainable'] / 1e6:.2f} M "
+                     f"| {per_step:.2f} ({min(r['times']):.2f}) | {utt_per_s[key]:.2f} | {vs_a(utt_per_s, key)} "
+                     f"| {rss[key]:.0f} | {vs_a(rss, key)} | {r['load_1min']:.1f} |")
     lines.append("")
     dump = results.get("dump")
     if dump:

@@ -20,6 +20,14 @@ Example (what ``local/sentences/hi.txt`` was made with)::
     tools/venv/bin/python local/extract_l10n_sentences.py --lang hi --script Devanagari \\
         --voice hi --packages libreoffice-l10n-hi firefox-esr-l10n-hi-in
 
+English is made with ``--source msgid``: the English source strings (msgids) of
+the LibreOffice catalogues of one well-translated language pack (a ``.mo`` lists
+only the msgids it translates).  Firefox langpacks hold only the translations,
+not the en-US source strings, so English comes from LibreOffice alone::
+
+    tools/venv/bin/python local/extract_l10n_sentences.py --lang en --script Latin \\
+        --voice en --source msgid --max-sentences 1000 --packages libreoffice-l10n-it
+
 Without ``--extracted`` the packages are fetched with ``apt-get download`` and
 unpacked with ``dpkg -x`` into a temporary directory.  Run it with the project
 venv: the Whisper tokenizer (``tokenizers``) is needed for the length filter.
@@ -190,16 +198,23 @@ def is_translated_ftl(name: str) -> bool:
     return name.endswith(".ftl") and not PREVIEW_FOLDERS.intersection(name.split("/")[:-1])
 
 
-def package_strings(root: Path) -> Iterator[str]:
+def package_strings(root: Path, source: str = "translation") -> Iterator[str]:
     """Yield every translated string under an unpacked package, in a stable order.
 
     ``.mo`` entries whose translation equals the English msgid are skipped: they
-    are untranslated, not text in the target language.
+    are untranslated, not text in the target language.  With ``source="msgid"``
+    the English source strings of the ``.mo`` catalogues are yielded instead (a
+    catalogue lists only the msgids it translates); Firefox langpacks hold no
+    en-US source strings, so they are refused.
     """
     for path in sorted(root.rglob("*")):
+        if source == "msgid" and path.suffix in (".xpi", ".ftl"):
+            raise ValueError(f"{path}: Firefox langpacks hold no msgid source strings")
         if path.suffix == ".mo":
             for msgid, msgstr in read_mo(path):
-                if msgstr and msgstr != msgid:
+                if source == "msgid":
+                    yield msgid
+                elif msgstr and msgstr != msgid:
                     yield msgstr
         elif path.suffix == ".xpi":
             with zipfile.ZipFile(path) as xpi:
@@ -340,6 +355,13 @@ def get_parser() -> argparse.ArgumentParser:
         "name: Devanagari, Gurmukhi, Telugu, Latin, ...)",
     )
     parser.add_argument(
+        "--source",
+        choices=("translation", "msgid"),
+        default="translation",
+        help="read the translations (default), or the English source strings (msgids) "
+        "of the LibreOffice .mo catalogues, for --lang en; Firefox langpacks have no msgids",
+    )
+    parser.add_argument(
         "--extracted",
         type=Path,
         help="directory holding each package already unpacked with dpkg -x as "
@@ -398,7 +420,7 @@ def run(args: argparse.Namespace) -> None:
         for package in map(package_name, args.packages):
             root = roots / package
             before = len(strings)
-            strings.extend(package_strings(root))
+            strings.extend(package_strings(root, args.source))
             LOG.info(
                 "%s %s: %d strings", package, package_version(root, package), len(strings) - before
             )

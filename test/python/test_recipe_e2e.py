@@ -1,10 +1,10 @@
 """End to end: a fresh recipe dir (made like egs2/<lang>/adapt1) on a tiny setting.
 
-Two languages, a few utterances, every stage with the real Whisper base: data prep
--> speed perturbation -> format -> features -> encoder cache -> a few LoRA steps
-per language -> decoding (base, own adapter, cross-language) -> scoring ->
-RESULTS.md; then a re-run skips every finished stage, and a stage slice works on
-its own.
+Two languages (and English, evaluated only), a few utterances, every stage with
+the real Whisper base: data prep -> speed perturbation -> format -> features ->
+encoder cache -> a few LoRA steps per language -> decoding (base, own adapter,
+cross-language) -> scoring -> RESULTS.md; then a re-run skips every finished
+stage, and a stage slice works on its own.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ def test_data_dirs_are_kaldi_dirs(recipe: Path) -> None:
             feats = recipe / "dump" / "whisper_base" / name
             assert len((feats / "feats_shape").read_text().splitlines()) == count
             assert (recipe / "dump" / "whisper_base" / "encoder" / name / "fingerprint.json").is_file()
+    # English is evaluated only: a test set, no training or dev set.
+    assert (recipe / "data" / "en_test" / "text").is_file() and not (recipe / "data" / "en_train").exists()
 
 
 def test_adapters_are_trained_in_peft_layout(recipe: Path) -> None:
@@ -72,7 +74,7 @@ def test_decode_and_scores(recipe: Path) -> None:
     results = (recipe / "RESULTS.md").read_text(encoding="utf-8")
     rows = {line.split("|")[1]: line for line in results.splitlines() if line.startswith("|whisper_base")}
     for model in ("whisper_base", *ADAPTERS):  # base, and each adapter on both languages (cross_eval)
-        for lang in ("hi", "it"):
+        for lang in ("hi", "it", "en"):  # en: evaluated only (eval_langs), no adapter of its own
             decode = recipe / "exp" / model / f"decode_{lang}_test"
             hyp = (decode / "hyp").read_text(encoding="utf-8").splitlines()
             ref = (recipe / "dump" / "raw" / f"{lang}_test" / "text").read_text(encoding="utf-8").splitlines()
@@ -93,9 +95,9 @@ def test_rerun_skips_finished_stages(recipe: Path) -> None:
     adapter = recipe / "exp" / ADAPTERS[0] / "adapter" / "adapter_model.safetensors"
     before = hyp.stat().st_mtime_ns, adapter.stat().st_mtime_ns
     out = _run(recipe, *TINY, "--stop_stage", "7")
-    # stage 1: 2 langs; 2: 2 train sets; 3, 4, 5: 6 sets each; 6: 2 adapters; 7: 2 base + 4 adapter decodes
+    # stage 1: hi, it, en; 2: 2 train sets; 3, 4, 5: 7 sets each; 6: 2 adapters; 7: 3 test sets x 3 models
     skipped = [line for line in out.splitlines() if "(adapt.sh:" in line and line.endswith("up to date")]
-    assert len(skipped) == 2 + 2 + 3 * 6 + 2 + 6
+    assert len(skipped) == 3 + 2 + 3 * 7 + 2 + 9
     assert (hyp.stat().st_mtime_ns, adapter.stat().st_mtime_ns) == before
 
 

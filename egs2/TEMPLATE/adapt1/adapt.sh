@@ -32,7 +32,7 @@ stage=1                # First stage to run.
 stop_stage=10000       # Last stage to run.
 skip_stages=""         # Stages to skip, e.g. "2 7".
 langs="hi it pa te"    # Languages of this recipe (ISO 639-1 codes): one adapter each.
-eval_langs=""          # Languages only evaluated (test sets; base and every adapter), e.g. "en".
+eval_langs="en"        # Languages only evaluated (test sets decoded by the base and every adapter; forgetting check).
 nj=2                   # Parallel jobs of the data and feature stages (one per core here).
 inference_nj=2         # Parallel decoding jobs.
 ngpu=0                 # GPUs per training/decoding job (0 = CPU).
