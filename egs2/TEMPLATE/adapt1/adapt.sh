@@ -275,7 +275,7 @@ if run_stage 6; then
                 --train_config "${train_config}" --out_dir "${dir}" --ngpu "${ngpu}" \
                 --num_threads "${train_num_threads}" --seed "${seed}"
         mark_done "${dir}" "${sig}"
-        log "  ${dir}: $(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(f"best dev WER {s[\"best_dev_wer\"]:.1f}% at step {s[\"best_step\"]}, {s[\"trainable_params\"]} trainable parameters")' "${dir}/train_stats.json")"
+        log "  ${dir}: $(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print("best dev WER %.1f%% at step %d, %d trainable parameters" % (s["best_dev_wer"], s["best_step"], s["trainable_params"]))' "${dir}/train_stats.json")"
     done
 fi
 
