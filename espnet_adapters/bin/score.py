@@ -16,7 +16,12 @@ means the others are complete):
   result.cer.txt      the same with characters (spaces shown as <space>)
   scores.json         {lang, set, num_utts, num_missing_hyps, num_empty_refs,
                        wer, cer, word_counts, char_counts, sentence_error_rate,
-                       normalizer, char_unit}
+                       normalizer, char_unit[, by_category]}
+
+With --utt2category (a Kaldi file naming each utterance's source corpus, as a
+pooled multi-corpus test set has), scores.json also holds
+``by_category: {source: {num_utts, wer, cer}}``, so one decoding of the pooled
+set reports in-domain and cross-domain WER side by side.
 
 Rules: characters are Unicode code points and CER counts spaces, like ESPnet.
 An utterance without hypothesis is scored as an empty hypothesis (all
@@ -52,6 +57,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hyp_text", type=Path, required=True, help="Hypothesis Kaldi text of the decoding.")
     parser.add_argument("--lang", required=True, help="ISO 639-1 code of the test set's language (hi, pa, te, it).")
     parser.add_argument("--out_dir", type=Path, required=True, help="Directory for the outputs listed above.")
+    parser.add_argument(
+        "--utt2category",
+        type=Path,
+        default=None,
+        help="Kaldi utt2category of the test set: also score each source (category) on its own.",
+    )
     parser.add_argument(
         "--set_name",
         default=None,
@@ -92,6 +103,31 @@ def _scores_json(
     }
 
 
+def _by_category(
+    path: Path, utt_ids: list[str], ref_norm: list[str], hyp_norm: list[str]
+) -> dict[str, dict[str, float | int]]:
+    """WER/CER of each category's utterances (every scored utterance needs a category)."""
+    categories = read_map(path)
+    missing = [utt for utt in utt_ids if utt not in categories]
+    if missing:
+        raise UserInputError(f"{path}: no category for {len(missing)} scored utterances, e.g. {missing[0]}")
+    result: dict[str, dict[str, float | int]] = {}
+    for category in sorted(set(categories[utt] for utt in utt_ids)):
+        index = [i for i, utt in enumerate(utt_ids) if categories[utt] == category]
+        ids = [utt_ids[i] for i in index]
+        refs, hyps = [ref_norm[i] for i in index], [hyp_norm[i] for i in index]
+        words = score_words(ids, refs, hyps)
+        if words.total.ref_len == 0:
+            logger.warning("%s: category %s has no reference words; not scored on its own", path, category)
+            continue
+        result[category] = {
+            "num_utts": len(ids),
+            "wer": words.total.error_rate,
+            "cer": score_chars(ids, refs, hyps).total.error_rate,
+        }
+    return result
+
+
 def run(args: argparse.Namespace) -> None:
     """Normalise, align, and write the outputs."""
     # Empty transcripts are allowed on both sides: a decoder may output nothing,
@@ -129,6 +165,8 @@ def run(args: argparse.Namespace) -> None:
     write_result_txt(out_dir / "result.txt", words, title=str(args.hyp_text))
     write_result_txt(out_dir / "result.cer.txt", chars, title=str(args.hyp_text))
     scores = _scores_json(args, words, chars, len(missing), num_empty_refs)
+    if args.utt2category is not None:
+        scores["by_category"] = _by_category(args.utt2category, utt_ids, ref_norm, hyp_norm)
     with atomic_write(out_dir / "scores.json") as out:
         json.dump(scores, out, ensure_ascii=False, indent=2)
         out.write("\n")

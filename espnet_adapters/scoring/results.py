@@ -22,7 +22,7 @@ import os
 import platform
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -53,6 +53,11 @@ class ScoreEntry:
     char_counts: dict[str, int]
     sentence_error_rate: float
     normalizer: str
+    # source corpus -> (utterances, WER, CER), for a pooled multi-corpus test set.
+    by_category: dict[str, tuple[int, float, float]] = field(default_factory=dict)
+    # For an adapter: its LoRA rank and trainable parameters (from the experiment dir).
+    lora_rank: int | None = None
+    trainable_params: int | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,41 @@ def load_entry(path: Path) -> ScoreEntry:
         char_counts=_counts(data, "char_counts", path),
         sentence_error_rate=float(_field(data, "sentence_error_rate", (int, float), path)),
         normalizer=_field(data, "normalizer", str, path),
+        by_category=_categories(data, path),
+        **_adapter_facts(path.parent.parent.parent),
     )
+
+
+def _adapter_facts(exp: Path) -> dict[str, int]:
+    """Rank (peft's adapter_config.json) and trainable parameters (train_stats.json) of an adapter dir."""
+    facts = {}
+    for key, file, field_name in (("lora_rank", "adapter/adapter_config.json", "r"),
+                                  ("trainable_params", "train_stats.json", "trainable_params")):
+        path = exp / file
+        if path.is_file():
+            try:
+                value = json.loads(path.read_text(encoding="utf-8")).get(field_name)
+            except json.JSONDecodeError as err:
+                raise UserInputError(f"{path}: not valid JSON ({err})") from err
+            if isinstance(value, int):
+                facts[key] = value
+    return facts
+
+
+def _categories(data: dict[str, Any], path: Path) -> dict[str, tuple[int, float, float]]:
+    raw = data.get("by_category", {})
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{path}: by_category must be an object")
+    result = {}
+    for name, value in raw.items():
+        if not isinstance(value, dict):
+            raise UserInputError(f"{path}: by_category.{name} must be an object")
+        result[name] = (
+            _field(value, "num_utts", int, path),
+            float(_field(value, "wer", (int, float), path)),
+            float(_field(value, "cer", (int, float), path)),
+        )
+    return result
 
 
 def find_entries(exp_dir: Path) -> list[ScoreEntry]:
@@ -282,6 +321,67 @@ def _model_tables(model: str, entries: Sequence[ScoreEntry]) -> list[str]:
     ]
 
 
+def _source_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
+    """WER per source corpus of pooled test sets (in-domain vs cross-domain).
+
+    Empty unless some test set pools two or more sources.
+    """
+    pooled = [entry for entry in entries if len(entry.by_category) > 1]
+    if not pooled:
+        return []
+    columns = sorted({(e.set_name, source) for e in pooled for source in e.by_category})
+    lines = [
+        f"## Per source corpus: decoding `{variant}`",
+        "",
+        "Pooled test sets scored per source (utt2category): WER / CER in %, n = utterances.",
+        "",
+        "|model|" + "|".join(f"{set_name}: {source}" for set_name, source in columns) + "|",
+        "|---|" + "---|" * len(columns),
+    ]
+    for model in sorted({entry.model for entry in pooled}):
+        cells = {e.set_name: e.by_category for e in pooled if e.model == model}
+        row = []
+        for set_name, source in columns:
+            value = cells.get(set_name, {}).get(source)
+            row.append("-" if value is None else f"{_pct(value[1])} / {_pct(value[2])} (n={value[0]})")
+        lines.append(f"|{model}|" + "|".join(row) + "|")
+    return lines + [""]
+
+
+def _rank_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
+    """A --lora_ranks grid: each language's own-test WER against the adapter's rank.
+
+    Empty unless some (model, language) has adapters of two or more ranks.
+    """
+    cells: dict[tuple[str, str, str], dict[int, ScoreEntry]] = {}
+    for entry in entries:
+        match = ADAPTER_MODEL.match(entry.model)
+        if match is None or match["lang"] != entry.lang or entry.lora_rank is None:
+            continue
+        family = re.sub(rf"(^|_)r{entry.lora_rank}(?=_|$)", r"\1r*", match["tag"], count=1)
+        cells.setdefault((match["base"], family, entry.set_name), {})[entry.lora_rank] = entry
+    cells = {key: row for key, row in cells.items() if len(row) > 1}
+    if not cells:
+        return []
+    ranks = sorted({rank for row in cells.values() for rank in row})
+    lines = [
+        f"## WER vs LoRA rank: decoding `{variant}`",
+        "",
+        "Each language's adapter on its own test set; WER / CER in % (trainable parameters).",
+        "",
+        "|model|adapter|test set|" + "|".join(f"r={rank}" for rank in ranks) + "|",
+        "|---|---|---|" + "---|" * len(ranks),
+    ]
+    for (base, family, set_name), row in sorted(cells.items()):
+        values = []
+        for rank in ranks:
+            entry = row.get(rank)
+            params = "" if entry is None or entry.trainable_params is None else f" ({entry.trainable_params:,})"
+            values.append("-" if entry is None else f"{_pct(entry.wer)} / {_pct(entry.cer)}{params}")
+        lines.append(f"|{base}|{family}|{set_name}|" + "|".join(values) + "|")
+    return lines + [""]
+
+
 def _variant_order(variant: str) -> tuple[bool, str]:
     return (variant != DEFAULT_VARIANT, variant)
 
@@ -296,6 +396,8 @@ def render_results(
         selected = [entry for entry in entries if entry.variant == variant]
         lines += _adapter_table(variant, selected)
         lines += _summary_table(variant, selected)
+        lines += _source_table(variant, selected)
+        lines += _rank_table(variant, selected)
     for model in sorted({entry.model for entry in entries}):
         lines += _model_tables(model, [entry for entry in entries if entry.model == model])
     text = "\n".join(lines)

@@ -363,3 +363,46 @@ def test_decode_variant() -> None:
     assert decode_variant("decode_hi_test", "hi_test") == "default"
     assert decode_variant("decode_hi_test_beam5", "hi_test") == "beam5"
     assert decode_variant("decode_other", "hi_test") == "decode_other"
+
+
+# --- per-source scores and LoRA rank grids ----------------------------------------------
+
+
+def test_score_by_category(tmp_path: Path) -> None:
+    ref = _write(tmp_path / "ref", "kb-1-a एक दो\nkb-1-b तीन\ncv-2-a a b c d\n")
+    hyp = _write(tmp_path / "hyp", "kb-1-a एक दो\nkb-1-b चार\ncv-2-a a b x d\n")
+    cats = _write(tmp_path / "utt2category", "cv-2-a commonvoice\nkb-1-a kathbath\nkb-1-b kathbath\n")
+    assert score.main([*_score_args(tmp_path, ref, hyp), "--utt2category", str(cats)]) == 0
+    scores = json.loads((tmp_path / "score" / "scores.json").read_text(encoding="utf-8"))
+    assert scores["wer"] == pytest.approx(100.0 * 2 / 7)
+    assert scores["by_category"]["kathbath"]["num_utts"] == 2
+    assert scores["by_category"]["kathbath"]["wer"] == pytest.approx(100.0 / 3)
+    assert scores["by_category"]["commonvoice"]["wer"] == pytest.approx(25.0)
+
+
+def test_score_by_category_missing_utterance_names_file(tmp_path: Path) -> None:
+    ref = _write(tmp_path / "ref", "u1 a\nu2 b\n")
+    hyp = _write(tmp_path / "hyp", "u1 a\nu2 b\n")
+    cats = _write(tmp_path / "utt2category", "u1 cv\n")
+    args = score.get_parser().parse_args([*_score_args(tmp_path, ref, hyp), "--utt2category", str(cats)])
+    with pytest.raises(UserInputError, match=rf"^{cats}: no category for 1 scored utterances, e.g. u2"):
+        score.run(args)
+
+
+def test_results_per_source_and_rank_tables(tmp_path: Path) -> None:
+    exp = tmp_path / "exp"
+    base = _scores("hi", "hi_test", 4, [40, 20, 10, 10, 0], [200, 100, 50, 50, 0], 100.0)
+    base["by_category"] = {"commonvoice": {"num_utts": 2, "wer": 60.0, "cer": 55.0},
+                           "kathbath": {"num_utts": 2, "wer": 40.0, "cer": 45.0}}
+    _write(exp / "whisper_base" / "decode_hi_test" / "score" / "scores.json", json.dumps(base))
+    for rank, err in ((8, 12), (32, 8)):
+        model = exp / f"whisper_base_lora_hi_r{rank}_qv_dec"
+        data = _scores("hi", "hi_test", 4, [40, 40 - err, err, 0, 0], [200, 200 - err, err, 0, 0], 50.0)
+        _write(model / "decode_hi_test" / "score" / "scores.json", json.dumps(data))
+        _write(model / "adapter" / "adapter_config.json", json.dumps({"r": rank}))
+        _write(model / "train_stats.json", json.dumps({"trainable_params": 24576 * rank}))
+    text = render_results(find_entries(exp), ENV)
+    assert "|model|hi_test: commonvoice|hi_test: kathbath|" in text
+    assert "|whisper_base|60.0 / 55.0 (n=2)|40.0 / 45.0 (n=2)|" in text
+    assert "|model|adapter|test set|r=8|r=32|" in text
+    assert "|whisper_base|r*_qv_dec|hi_test|30.0 / 6.0 (196,608)|20.0 / 4.0 (786,432)|" in text

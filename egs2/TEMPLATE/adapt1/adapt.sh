@@ -85,6 +85,11 @@ run_stage() {
 }
 # DIR/.done holds the signature (inputs + options) of the run that completed DIR.
 is_done() { [ -f "$1/.done" ] && [ "$(cat "$1/.done")" = "$2" ]; }
+# up_to_date LABEL DIR SIGNATURE: true (and says so) when DIR was completed with SIGNATURE.
+up_to_date() {
+    is_done "$2" "$3" || return 1
+    log "  $1: up to date"
+}
 mark_done() { printf '%s\n' "$2" > "$1/.done.tmp" && mv "$1/.done.tmp" "$1/.done"; }
 checksum() { cat "$@" | md5sum | cut -c1-16; }
 # split_keys SCP DIR NJ: writes DIR/keys.1..N (N = min(NJ, lines)) and sets _nj.
@@ -164,10 +169,7 @@ if run_stage 2 && [ -n "${speed_perturb_factors}" ]; then
     for lang in ${langs}; do
         out=data/${lang}_train_sp
         sig="factors=${speed_perturb_factors} $(checksum "data/${lang}_train"/{wav.scp,text,utt2spk})"
-        if is_done "${out}" "${sig}"; then
-            log "  ${out}: up to date"
-            continue
-        fi
+        up_to_date "${out}" "${out}" "${sig}" && continue
         ${train_cmd} "${expdir}/log/speed_perturb_${lang}.log" \
             python3 -m espnet_adapters.bin.speed_perturb --in_dir "data/${lang}_train" --out_dir "${out}" \
                 --factors ${speed_perturb_factors}
@@ -182,10 +184,7 @@ if run_stage 3; then
         src=data/${set_name}
         out=${dumpdir}/raw/${set_name}
         sig="fs=${fs} min=${min_dur} max=${max_dur} $(checksum "${src}"/{wav.scp,text,utt2spk})"
-        if is_done "${out}" "${sig}"; then
-            log "  ${set_name}: up to date"
-            continue
-        fi
+        up_to_date "${set_name}" "${out}" "${sig}" && continue
         rm -f "${out}/.done"
         logdir=${expdir}/format/${set_name}
         audio=${dumpdir}/audio/${set_name}
@@ -209,10 +208,7 @@ if run_stage 4; then
         data=${dumpdir}/raw/${set_name}
         out=${feats_dir}/${set_name}
         sig="model=${whisper_model} $(checksum "${data}/wav.scp")"
-        if is_done "${out}" "${sig}"; then
-            log "  ${set_name}: up to date"
-            continue
-        fi
+        up_to_date "${set_name}" "${out}" "${sig}" && continue
         rm -rf "${out}"
         split_keys "${data}/wav.scp" "${out}/logdir" "${nj}"
         jobs=$(for n in $(seq "${_nj}"); do echo "${out}/data/feats.${n}"; done)
@@ -232,10 +228,7 @@ if run_stage 5 && ${use_encoder_cache}; then
         feats=${feats_dir}/${set_name}/feats.scp
         out=${feats_dir}/encoder/${set_name}
         sig="model=${whisper_model} $(checksum "${feats}")"
-        if is_done "${out}" "${sig}"; then
-            log "  ${set_name}: up to date"
-            continue
-        fi
+        up_to_date "${set_name}" "${out}" "${sig}" && continue
         rm -rf "${out}"
         split_keys "${feats}" "${out}/logdir" "${nj}"
         if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu 1"; else _cmd=${train_cmd}; fi
@@ -255,10 +248,7 @@ if run_stage 6; then
         dir=$(adapter_exp "${lang}")
         sig="model=${whisper_model} seed=${seed} $(checksum "${lora_config}" "${train_config}" \
             "${feats_dir}/${lang}_${train_split}/feats.scp" "${feats_dir}/${lang}_dev/feats.scp")"
-        if is_done "${dir}" "${sig}"; then
-            log "  ${dir}: up to date"
-            continue
-        fi
+        up_to_date "${dir}" "${dir}" "${sig}" && continue
         mkdir -p "${dir}" && rm -f "${dir}/.done"
         echo "${run_args} --langs ${lang} --stage 6 --stop_stage 6 \"\$@\"; exit \$?" > "${dir}/run.sh"
         chmod +x "${dir}/run.sh"
@@ -292,10 +282,7 @@ decode_set() {
         opts+=(--adapter_dir "${adapter}")
         sig+=" adapter=$(checksum "${adapter}/adapter_model.safetensors")"
     fi
-    if is_done "${dir}" "${sig}"; then
-        log "  ${dir}: up to date"
-        return
-    fi
+    up_to_date "${dir}" "${dir}" "${sig}" && return
     mkdir -p "${dir}" && rm -f "${dir}/.done"
     split_keys "${data}/wav.scp" "${dir}/logdir" "${inference_nj}"
     if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu 1"; else _cmd=${decode_cmd}; fi
@@ -347,9 +334,13 @@ if run_stage 8; then
             log "Error: ${dir} has no finished decode; run stage 7 first"
             exit 1
         fi
+        categories=()
+        [ ! -f "${dumpdir}/raw/${set_name}/utt2category" ] \
+            || categories=(--utt2category "${dumpdir}/raw/${set_name}/utt2category")
         ${train_cmd} "${dir}/score/score.log" \
             python3 -m espnet_adapters.bin.score --ref_text "${dumpdir}/raw/${set_name}/text" \
-                --hyp_text "${dir}/hyp" --lang "${lang}" --set_name "${set_name}" --out_dir "${dir}/score"
+                --hyp_text "${dir}/hyp" --lang "${lang}" --set_name "${set_name}" --out_dir "${dir}/score" \
+                "${categories[@]}"
     done < <(decode_plan)
     ${train_cmd} "${expdir}/log/make_results.log" \
         python3 -m espnet_adapters.bin.make_results --exp_dir "${expdir}" --out "${results}" \
