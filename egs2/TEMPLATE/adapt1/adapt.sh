@@ -7,17 +7,21 @@
 #
 # Stages (each guarded by --stage/--stop_stage/--skip_stages, logged under exp/,
 # skipped when its .done marker matches the current inputs and options):
-#   1  Data preparation: data/<lang>_{train,dev,test} Kaldi dirs (local/data.sh --corpus)
+#   1  Data preparation: data/<lang>_{train,dev,test} Kaldi dirs (local/data.sh --corpus:
+#      synth, one real corpus, or mix = conf/data/<lang>.yaml; corpus roots in db.sh)
 #   2  Speed perturbation of the training sets (--speed_perturb_factors; off by default)
 #   3  Format audio: 16 kHz mono into dump/raw/<set>; drop too short/long and
 #      empty-text utterances (counted in exp/format/<set>/combine.log)
 #   4  Feature dump: Whisper log-mel -> dump/<model>/<set>/feats.scp (kaldiio) + feats_shape
 #   5  Encoder cache: frozen encoder outputs -> dump/<model>/encoder/<set>
 #      (only when the adapter leaves the encoder alone: decoder-only training never runs it)
-#   6  LoRA training, one adapter per language -> exp/<model>_lora_<lang>_<tag>/adapter
+#   6  LoRA training, one adapter per language (and --lora_ranks rank), submitted as one
+#      job array of the cells not yet done -> exp/<model>_lora_<lang>_<tag>/adapter
 #   7  Decoding: the base model and each language's adapter on <lang>_<test_sets>, and
 #      (--cross_eval true) every adapter on every other language's test set
 #   8  Scoring: WER/CER (result.txt, scores.json per decode dir) and ${results}
+# Grids: --models "m1 m2" runs the stages once per model; --lora_ranks "8 32" trains every
+# language at every rank (stage 6 resubmits only the cells that are not done).
 set -euo pipefail
 
 log() {
@@ -26,6 +30,7 @@ log() {
 }
 SECONDS=0
 run_args=$(printf '%q ' "$0" "$@")
+orig_args=("$@")
 
 # General
 stage=1                # First stage to run.
@@ -41,7 +46,9 @@ train_num_threads=2    # torch CPU threads of a training job.
 dumpdir=dump           # Formatted audio, features and encoder caches.
 expdir=exp             # Adapters, decodes, scores and the logs of every stage.
 # Data
-corpus=synth           # Corpus of stage 1: synth (espeak-ng speech of real sentences, offline).
+corpus=synth           # Stage 1: synth (espeak-ng speech, offline), mix (conf/data/<lang>.yaml), or one of
+                       # commonvoice mls kathbath indicvoices fleurs (roots in db.sh).
+data_config=""         # --corpus mix: data config of every language (default conf/data/<lang>.yaml).
 train_utts=240         # synth: training utterances per language.
 dev_utts=24            # synth: dev utterances per language (checkpoint selection).
 test_utts=40           # synth: test utterances per language.
@@ -52,6 +59,8 @@ max_dur=30             # Drop utterances longer than this (seconds; Whisper sees
 test_sets="test"       # Splits decoded and scored for each language.
 # Model and adapters
 whisper_model=whisper-base  # tools/models/<name>, a local transformers dir, or a Hub id (HF_HUB_OFFLINE=0).
+models=""              # Grid over models, e.g. "whisper-base openai/whisper-small": every stage per model.
+lora_ranks=""          # Grid over ranks, e.g. "8 16 32": --lora_config at each rank (alpha/r kept).
 lora_config=conf/lora/r32_qv_dec.yaml    # peft LoRA: rank, alpha, targets, encoder/decoder/both.
 train_config=conf/train/default.yaml     # Optimiser, steps, batching, evaluation, early stopping.
 adapter_tag=""         # exp/<model>_lora_<lang>_<tag>; default: lora config name [+ _train config name].
@@ -71,6 +80,14 @@ results=RESULTS.md     # Results table rewritten by stage 8.
 if [ $# -ne 0 ]; then
     log "Error: unexpected arguments: $*"
     exit 2
+fi
+if [ -n "${models}" ]; then
+    # A model grid is this script once per model (the last --whisper_model wins).
+    for model in ${models}; do
+        log "Model grid: ${model}"
+        "$0" "${orig_args[@]}" --models "" --whisper_model "${model}"
+    done
+    exit 0
 fi
 
 # Creates or refreshes tools/venv and the converted Whisper base (cheap when up to date).
@@ -124,7 +141,34 @@ if [ -z "${inference_tag}" ]; then
 fi
 train_split=train
 [ -z "${speed_perturb_factors}" ] || train_split=train_sp
-adapter_exp() { echo "${expdir}/${model_tag}_lora_$1_${adapter_tag}"; }
+# adapter_exp LANG [TAG]: the experiment dir of LANG's adapter.
+adapter_exp() { echo "${expdir}/${model_tag}_lora_$1_${2:-${adapter_tag}}"; }
+# adapter_variants: one "TAG LORA_CONFIG [RANK]" line per adapter each language gets (one per
+# --lora_ranks rank, whose config is --lora_config at that rank with the same alpha/r).
+adapter_variants() {
+    local rank tag
+    if [ -z "${lora_ranks}" ]; then
+        echo "${adapter_tag} ${lora_config}"
+        return
+    fi
+    for rank in ${lora_ranks}; do
+        # r32_qv_dec -> r8_qv_dec; any other tag gets _r8 appended.
+        if [[ "${adapter_tag}" =~ ^r[0-9]+_ ]]; then tag="r${rank}_${adapter_tag#*_}"; else tag="${adapter_tag}_r${rank}"; fi
+        echo "${tag} ${expdir}/conf/lora/${tag}.yaml ${rank}"
+    done
+}
+if [ -n "${lora_ranks}" ]; then
+    while read -r tag config rank; do
+        mkdir -p "$(dirname "${config}")"
+        python3 -c 'import sys, yaml
+src, rank, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+spec = yaml.safe_load(open(src))
+spec["lora_alpha"], spec["r"] = spec["lora_alpha"] * rank / spec["r"], rank
+open(out + ".tmp", "w").write(f"# {src} at rank {rank} (--lora_ranks)\n" + yaml.safe_dump(spec, sort_keys=False))' \
+            "${lora_config}" "${rank}" "${config}"
+        mv "${config}.tmp" "${config}"
+    done < <(adapter_variants)
+fi
 # Sets that exist after stage 3, for every language.
 all_sets() {
     local lang tset
@@ -146,7 +190,12 @@ if run_stage 1; then
     for lang in ${langs} ${eval_langs}; do
         splits="train dev test"
         [[ " ${langs} " == *" ${lang} "* ]] || splits=test
-        sig="corpus=${corpus} splits=${splits} train=${train_utts} dev=${dev_utts} test=${test_utts} $(checksum local/sentences/"${lang}".txt conf/synth.yaml 2>/dev/null || true)"
+        if [ "${corpus}" = synth ]; then
+            inputs=(local/sentences/"${lang}".txt conf/synth.yaml)
+        else
+            inputs=(db.sh "${data_config:-conf/data/${lang}.yaml}")
+        fi
+        sig="corpus=${corpus} splits=${splits} train=${train_utts} dev=${dev_utts} test=${test_utts} $(checksum "${inputs[@]}" 2>/dev/null || true) roots=$(. ./db.sh && echo "${COMMONVOICE}:${MLS}:${KATHBATH}:${INDICVOICES}:${FLEURS}")"
         done_all=true
         for split in ${splits}; do is_done "data/${lang}_${split}" "${sig}" || done_all=false; done
         if ${done_all}; then
@@ -155,6 +204,7 @@ if run_stage 1; then
         fi
         ${train_cmd} "${expdir}/log/data_prep_${lang}.log" \
             local/data.sh --corpus "${corpus}" --lang "${lang}" --nj "${nj}" --splits "${splits}" \
+                --data_config "${data_config}" \
                 --train_utts "${train_utts}" --dev_utts "${dev_utts}" --test_utts "${test_utts}"
         for split in ${splits}; do
             utils/validate_data_dir.sh "data/${lang}_${split}"
@@ -242,31 +292,62 @@ if run_stage 5 && ${use_encoder_cache}; then
 fi
 
 if run_stage 6; then
-    log "Stage 6: LoRA training (${lora_config}, ${train_config}) -> $(adapter_exp '<lang>')"
+    log "Stage 6: LoRA training (${train_config}) -> $(adapter_exp '<lang>' '<tag>'), one job array"
     if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu ${ngpu}"; else _cmd=${cuda_cmd}; fi
-    for lang in ${langs}; do
-        dir=$(adapter_exp "${lang}")
-        sig="model=${whisper_model} seed=${seed} $(checksum "${lora_config}" "${train_config}" \
-            "${feats_dir}/${lang}_${train_split}/feats.scp" "${feats_dir}/${lang}_dev/feats.scp")"
-        up_to_date "${dir}" "${dir}" "${sig}" && continue
-        mkdir -p "${dir}" && rm -f "${dir}/.done"
-        echo "${run_args} --langs ${lang} --stage 6 --stop_stage 6 \"\$@\"; exit \$?" > "${dir}/run.sh"
-        chmod +x "${dir}/run.sh"
-        data_opts=(--train_dir "${dumpdir}/raw/${lang}_${train_split}" --dev_dir "${dumpdir}/raw/${lang}_dev"
-            --train_feats "${feats_dir}/${lang}_${train_split}/feats.scp" --dev_feats "${feats_dir}/${lang}_dev/feats.scp")
-        if ${use_encoder_cache}; then
-            data_opts+=(--train_encoder_cache "${feats_dir}/encoder/${lang}_${train_split}"
-                --dev_encoder_cache "${feats_dir}/encoder/${lang}_dev")
-        fi
-        # An interrupted training resumes from ${dir}/checkpoints/last with the same command.
-        ${_cmd} --num-threads "${train_num_threads}" "${dir}/log/train.log" \
-            python3 -m espnet_adapters.bin.train_lora --lang "${lang}" "${data_opts[@]}" \
-                --whisper_model "${whisper_model}" --lora_config "${lora_config}" \
+    # Every (language, adapter variant) cell not yet done gets a script cells/cell.N.sh;
+    # all of them run as one array, so a re-run after a failure resubmits only what failed.
+    cells=${expdir}/log/train_cells
+    mkdir -p "${cells}" && rm -f "${cells}"/cell.*.sh "${cells}"/train.*.log
+    pending=()
+    num_cells=0
+    while read -r tag config _; do
+        for lang in ${langs}; do
+            num_cells=$((num_cells + 1))
+            dir=$(adapter_exp "${lang}" "${tag}")
+            sig="model=${whisper_model} seed=${seed} $(checksum "${config}" "${train_config}" \
+                "${feats_dir}/${lang}_${train_split}/feats.scp" "${feats_dir}/${lang}_dev/feats.scp")"
+            up_to_date "${dir}" "${dir}" "${sig}" && continue
+            mkdir -p "${dir}" && rm -f "${dir}/.done"
+            echo "${run_args} --langs ${lang} --stage 6 --stop_stage 6 \"\$@\"; exit \$?" > "${dir}/run.sh"
+            chmod +x "${dir}/run.sh"
+            data_opts=(--train_dir "${dumpdir}/raw/${lang}_${train_split}" --dev_dir "${dumpdir}/raw/${lang}_dev"
+                --train_feats "${feats_dir}/${lang}_${train_split}/feats.scp" --dev_feats "${feats_dir}/${lang}_dev/feats.scp")
+            if ${use_encoder_cache}; then
+                data_opts+=(--train_encoder_cache "${feats_dir}/encoder/${lang}_${train_split}"
+                    --dev_encoder_cache "${feats_dir}/encoder/${lang}_dev")
+            fi
+            pending+=("${dir}|${sig}")
+            # An interrupted training resumes from ${dir}/checkpoints/last with the same command.
+            printf '%q ' python3 -m espnet_adapters.bin.train_lora --lang "${lang}" "${data_opts[@]}" \
+                --whisper_model "${whisper_model}" --lora_config "${config}" \
                 --train_config "${train_config}" --out_dir "${dir}" --ngpu "${ngpu}" \
-                --num_threads "${train_num_threads}" --seed "${seed}"
-        mark_done "${dir}" "${sig}"
-        log "  ${dir}: $(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print("best dev WER %.1f%% at step %d, %d trainable parameters" % (s["best_dev_wer"], s["best_step"], s["trainable_params"]))' "${dir}/train_stats.json")"
-    done
+                --num_threads "${train_num_threads}" --seed "${seed}" > "${cells}/cell.${#pending[@]}.sh"
+            # The array's task log is the cell's own log, where ESPnet users look for it.
+            mkdir -p "${dir}/log"
+            ln -sfn "$(cd "${dir}/log" && pwd)/train.log" "${cells}/train.${#pending[@]}.log"
+        done
+    done < <(adapter_variants)
+    if [ ${#pending[@]} -gt 0 ]; then
+        log "  ${#pending[@]} of ${num_cells} cells to train (logs: <dir>/log/train.log)"
+        ${_cmd} --num-threads "${train_num_threads}" JOB=1:${#pending[@]} "${cells}/train.JOB.log" \
+            bash "${cells}/cell.JOB.sh" || true
+        failed=()
+        for n in $(seq ${#pending[@]}); do
+            dir=${pending[n-1]%%|*}
+            if [ -f "${dir}/train.done" ] && grep -q '^# Ended (code 0)' "${cells}/train.${n}.log"; then
+                mark_done "${dir}" "${pending[n-1]#*|}"
+                log "  ${dir}: $(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print("best dev WER %.1f%% at step %d, %d trainable parameters" % (s["best_dev_wer"], s["best_step"], s["trainable_params"]))' "${dir}/train_stats.json")"
+            else
+                failed+=("${dir} (log ${cells}/train.${n}.log)")
+            fi
+        done
+        log "  cells: $(( num_cells - ${#pending[@]} )) up to date, $(( ${#pending[@]} - ${#failed[@]} )) trained, ${#failed[@]} failed"
+        if [ ${#failed[@]} -gt 0 ]; then
+            printf '    failed: %s\n' "${failed[@]}" >&2
+            log "Error: ${#failed[@]} training cells failed; fix and re-run: only they are resubmitted"
+            exit 1
+        fi
+    fi
 fi
 
 # decode_set MODEL_DIR_TAG DATA_SET LANG [ADAPTER_DIR]: decodes one set into
@@ -303,15 +384,18 @@ decode_set() {
 
 # The decode dirs of stage 7, one "model_tag set lang adapter_dir" line each.
 decode_plan() {
-    local lang tset other
+    local lang tset other tag dir
     for lang in ${langs} ${eval_langs}; do
         for tset in ${test_sets}; do
             ! ${decode_base} || echo "${model_tag} ${lang}_${tset} ${lang}"
-            for other in ${langs}; do
-                [ "${other}" = "${lang}" ] || ${cross_eval} || continue
-                [ -d "$(adapter_exp "${other}")/adapter" ] || continue
-                echo "$(basename "$(adapter_exp "${other}")") ${lang}_${tset} ${lang} $(adapter_exp "${other}")/adapter"
-            done
+            while read -r tag _; do
+                for other in ${langs}; do
+                    [ "${other}" = "${lang}" ] || ${cross_eval} || continue
+                    dir=$(adapter_exp "${other}" "${tag}")
+                    [ -d "${dir}/adapter" ] || continue
+                    echo "$(basename "${dir}") ${lang}_${tset} ${lang} ${dir}/adapter"
+                done
+            done < <(adapter_variants)
         done
     done
 }
