@@ -29,6 +29,15 @@ checkpoints/last with the optimizer, scheduler, RNGs and data position, and
 continues the loss curve the uninterrupted run would have drawn.  With other
 options (model, data, configs, seed) the old outputs are removed and training
 starts over.
+
+Several GPUs, several nodes: ``--ngpu N`` (N > 1) and/or ``--num_nodes M``
+(M > 1, SLURM, the command started once per node) relaunch this command under
+torchrun, one process per GPU, with DistributedDataParallel.  ``batch_size`` in
+the training config is the global batch, split among the processes, so the
+updates (and the resume state) are those of a single-process run; raise it to
+use the extra GPUs.  ``--ddp_cpu_procs N`` runs N processes on the CPU (gloo):
+the same code path, for testing.  Rank 0 writes every output.  See
+``espnet_adapters/train/distributed.py`` for the rendezvous.
 """
 
 from __future__ import annotations
@@ -36,18 +45,24 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from espnet_adapters.train.data import load_dataset
+from espnet_adapters.train.distributed import Dist, distributed_session, launched, torchrun_command
 from espnet_adapters.train.trainer import TrainConfig, Trainer, prepare_out_dir, seed_everything
 from espnet_adapters.utils.cli import LOG_FORMAT, UserInputError, make_parser, run_main
 from espnet_adapters.whisper.lora import LoraSpec, apply_lora, count_parameters, target_regex, touches_encoder
-from espnet_adapters.whisper.model import load_whisper, pick_device, resolve_model
+from espnet_adapters.whisper.model import load_whisper, resolve_model
 
 logger = logging.getLogger(__name__)
+
+MODULE = "espnet_adapters.bin.train_lora"  # what torchrun runs in every process
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -67,7 +82,14 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lora_config", type=Path, default=Path("conf/lora/r32_qv_dec.yaml"), help="LoRA preset.")
     parser.add_argument("--train_config", type=Path, default=Path("conf/train/default.yaml"), help="Training config.")
     parser.add_argument("--out_dir", type=Path, required=True, help="Experiment dir (adapter/, logs, checkpoints).")
-    parser.add_argument("--ngpu", type=int, default=0, help="0 trains on the CPU, 1 on a CUDA device.")
+    parser.add_argument("--ngpu", type=int, default=0,
+                        help="GPUs per node: 0 trains on the CPU, 1 on a CUDA device, N > 1 on N (DDP via torchrun).")
+    parser.add_argument("--num_nodes", type=int, default=1,
+                        help="Nodes (> 1: SLURM, this command run once per node; see distributed.py).")
+    parser.add_argument("--master_port", type=int, default=None,
+                        help="Rendezvous port of a multi-node run; default: derived from SLURM_JOB_ID.")
+    parser.add_argument("--ddp_cpu_procs", type=int, default=1,
+                        help="With --ngpu 0: data-parallel processes on the CPU (gloo); > 1 is for testing DDP.")
     parser.add_argument("--num_threads", type=int, default=2, help="torch CPU threads.")
     parser.add_argument("--seed", type=int, default=1, help="Seeds LoRA init, data order, dropout, SpecAugment.")
     parser.add_argument("--verbose", type=int, default=0, help="1 = debug logging.")
@@ -105,23 +127,56 @@ def _signature(args: argparse.Namespace, source: str, spec: LoraSpec, cfg: Train
     }
 
 
-def run(args: argparse.Namespace) -> None:
+def _relaunch_if_parallel(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """Replace this process by torchrun when the job wants several processes (and torchrun is not running it).
+
+    ``exec``, not a child process: the scheduler's signals (and kill) reach torchrun, which passes them on.
+    """
+    if args.ngpu < 0 or args.num_nodes < 1 or args.ddp_cpu_procs < 1:
+        raise UserInputError("--ngpu must be >= 0, --num_nodes and --ddp_cpu_procs >= 1")
+    if args.ngpu > 0 and args.ddp_cpu_procs > 1:
+        raise UserInputError(f"--ddp_cpu_procs {args.ddp_cpu_procs} runs CPU processes: it needs --ngpu 0")
+    procs = args.ngpu if args.ngpu > 0 else args.ddp_cpu_procs
+    if launched() or (procs == 1 and args.num_nodes == 1):
+        return
+    if args.ngpu > torch.cuda.device_count():
+        raise UserInputError(f"--ngpu {args.ngpu} but torch sees {torch.cuda.device_count()} CUDA device(s)")
+    command = torchrun_command(MODULE, argv, nproc_per_node=procs, num_nodes=args.num_nodes,
+                               master_port=args.master_port)
+    logger.info("relaunching under torchrun: %s", shlex.join(command))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """Relaunch under torchrun if asked for several processes, then train in this one."""
+    _relaunch_if_parallel(args, argv)
+    with distributed_session(args.ngpu) as (dist, device):
+        train(args, dist, device)
+
+
+def train(args: argparse.Namespace, dist: Dist, device: torch.device) -> None:
     """Load configs, model and data; train; leave the outputs listed in the module doc."""
-    _add_log_file(args.out_dir / "train.log")
+    if dist.is_main:
+        _add_log_file(args.out_dir / "train.log")
+    else:  # the same messages as rank 0's, which torchrun would interleave with them
+        logging.getLogger().setLevel(logging.WARNING)
     spec = LoraSpec.from_yaml(args.lora_config)
     cfg = TrainConfig.from_yaml(args.train_config)
     _check_options(args, spec)
     source = resolve_model(args.whisper_model)
     signature = _signature(args, source, spec, cfg)
-    if prepare_out_dir(args.out_dir, signature):
+    if dist.on_main(functools.partial(prepare_out_dir, args.out_dir, signature)):
         logger.info("%s: training already finished; nothing to do", args.out_dir)
         return
     torch.set_num_threads(args.num_threads)
-    device = pick_device(args.ngpu)
     # Loaded on the CPU in fp32 and moved after: the master weights stay fp32
     # even on CUDA; fp16/bf16 come from autocast.
     model, processor = load_whisper(args.whisper_model, torch.device("cpu"))
-    seed_everything(args.seed)
+    # A seed per rank: each draws its own dropout and SpecAugment masks.  The LoRA
+    # init is rank 0's on every rank (DDP broadcasts it), i.e. the single-process one.
+    seed_everything(args.seed + dist.rank)
     model = apply_lora(model, spec).to(device)
     trainable, total = count_parameters(model)
 
@@ -145,7 +200,7 @@ def run(args: argparse.Namespace) -> None:
         "seed": args.seed,
     }
     trainer = Trainer(model, processor.tokenizer, train_set, dev_set, cfg, args.out_dir, lang=args.lang,
-                      device=device, seed=args.seed, signature=signature, meta=meta)
+                      device=device, seed=args.seed, signature=signature, meta=meta, dist=dist)
     state = trainer.run()
     logger.info("done: %d steps, best dev WER %.2f%% at step %d -> %s", state.step, state.best_wer,
                 state.best_step, args.out_dir / "adapter")
@@ -153,7 +208,8 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: ``python -m espnet_adapters.bin.train_lora --help``."""
-    return run_main(get_parser(), run, argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    return run_main(get_parser(), functools.partial(run, argv=args), args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,21 @@ forced, text normalised as in scoring).  The adapter with the best dev WER
 (ties: lower dev loss) is written to ``<out_dir>/adapter`` in peft's layout;
 ``patience`` evaluations without improvement stop the run.
 
+Data parallel (one process per GPU under torchrun, see ``distributed.py``):
+the sampler is the same on every rank, so every rank knows each *global*
+batch of ``batch_size`` utterances and takes its contiguous slice of it.  The
+update is the single-process one: each rank weights its slice's mean token
+loss by (its tokens / the global batch's tokens), which makes the slices' losses
+add up to the global batch's mean token loss, times the world size, which DDP's
+gradient averaging divides out.  This holds for slices of any lengths, so the
+1- and N-process updates agree up to float summation order (and padding:
+a slice is padded to its own longest label); with LoRA dropout or SpecAugment
+they agree in distribution only, as each rank draws its own random numbers.
+The logged loss is the global mean.  Dev evaluation is sharded the same way
+and gathered, so every rank takes the same best/patience decisions.  Rank 0
+alone writes outputs; every rank loads the checkpoint on resume, each
+restoring its own RNG states (saved by rank 0 for all ranks).
+
 Resuming: ``checkpoints/last`` (replaced atomically every ``save_every``
 steps and at the end) holds the adapter weights, the optimizer, scheduler and
 GradScaler states, the python/numpy/torch RNG states, the epoch and the batch
@@ -34,12 +49,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 from transformers.modeling_outputs import BaseModelOutput
@@ -48,10 +64,14 @@ from espnet_adapters.scoring.metrics import score_chars, score_words
 from espnet_adapters.scoring.normalize import normalize_text
 from espnet_adapters.train import SOURCE_FIELD, load_yaml_config
 from espnet_adapters.train.data import AsrDataset, Batch, BucketBatchSampler, CacheSource
+from espnet_adapters.train.distributed import Dist
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.fileio import atomic_dir, atomic_write
 from espnet_adapters.whisper.decode import DecodeOptions, decode_features
 from espnet_adapters.whisper.lora import count_parameters, save_adapter
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +88,7 @@ STALE_OUTPUTS = ("adapter", "checkpoints", "tensorboard", "curves.png", "train_s
 class TrainConfig:
     """``conf/train/*.yaml``.  Steps count optimizer updates."""
 
-    batch_size: int = 8
+    batch_size: int = 8  # utterances per micro-batch over all processes (data parallel: split among them)
     grad_accum: int = 1  # micro-batches per update: effective batch = batch_size * grad_accum
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -86,7 +106,7 @@ class TrainConfig:
     freq_mask_width: int = 27  # max mel bins per mask
     time_masks: int = 2
     time_mask_ratio: float = 0.05  # max frames per mask, as a fraction of the utterance
-    dev_batch_size: int = 8
+    dev_batch_size: int = 8  # per process
     dev_max_new_tokens: int = 128  # cap on greedy dev decoding (untrained models loop to 448)
     source: str = "<default TrainConfig>"
 
@@ -234,6 +254,7 @@ class Trainer:
         seed: int,
         signature: Mapping[str, Any],
         meta: Mapping[str, Any],
+        dist: Dist = Dist(),
     ) -> None:
         if cfg.precision == "fp16" and device.type != "cuda":
             raise UserInputError(f"{cfg.source}: precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
@@ -243,9 +264,11 @@ class Trainer:
         self.model, self.tokenizer = model, tokenizer
         self.train_set, self.dev_set = train_set, dev_set
         self.cfg, self.out_dir, self.lang, self.device = cfg, out_dir, lang, device
+        self.seed, self.dist = seed, dist
         self.signature = _signature_text(signature)
         self.meta = dict(meta)
-        self.sampler = BucketBatchSampler(train_set.label_lengths, cfg.batch_size, seed)
+        self.label_lengths = train_set.label_lengths
+        self.sampler = BucketBatchSampler(self.label_lengths, cfg.batch_size, seed)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.max_steps)
@@ -254,6 +277,12 @@ class Trainer:
         self.ckpt_dir = out_dir / CHECKPOINT_DIR
         if cfg.grad_checkpointing:
             model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # Training forwards go through DDP (it all-reduces the gradients), evaluation uses the bare model.
+        # DDP broadcasts rank 0's weights here, so every rank starts from the same adapter.  device_ids=None:
+        # _forward moves the inputs itself (DDP would have to move a transformers ModelOutput).  Every LoRA
+        # parameter takes part in every forward (adapters cover whole layers; encoder adapters never train on
+        # cached encoder outputs), so DDP need not search the graph for unused ones.
+        self.ddp = DistributedDataParallel(model, device_ids=None) if dist.world_size > 1 else None
 
     # ------------------------------------------------------------------ helpers
 
@@ -263,8 +292,13 @@ class Trainer:
         dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _forward(self, batch: Batch, encoder_outputs: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean token loss of ``batch``; ``encoder_outputs`` (if given) replaces the encoder pass."""
+    def _forward(
+        self, module: torch.nn.Module, batch: Batch, encoder_outputs: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean token loss of ``batch`` by ``module`` (the model or its DDP wrapper).
+
+        ``encoder_outputs`` (if given) replaces the encoder pass.
+        """
         enc = encoder_outputs if encoder_outputs is not None else batch.encoder_outputs
         inputs: dict[str, Any]
         if enc is not None:
@@ -273,7 +307,7 @@ class Trainer:
             assert batch.input_features is not None
             inputs = {"input_features": batch.input_features.to(self.device)}
         with self._autocast():
-            out = self.model(
+            out = module(
                 **inputs,
                 decoder_input_ids=batch.decoder_input_ids.to(self.device),
                 labels=batch.labels.to(self.device),
@@ -294,6 +328,10 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def _save_checkpoint(self) -> None:
+        """Rank 0 writes; every rank contributes its RNG states (each draws its own dropout and masks)."""
+        rngs = self.dist.gather(_rng_state())
+        if not self.dist.is_main:
+            return
         weights = {name: p.detach().cpu().contiguous() for name, p in self.model.named_parameters() if p.requires_grad}
         with atomic_dir(self.ckpt_dir) as tmp:
             save_file(weights, str(tmp / WEIGHTS_FILE))
@@ -303,7 +341,8 @@ class Trainer:
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(),
                     "scaler": self.scaler.state_dict(),
-                    "rng": _rng_state(),
+                    "rng": rngs[0],
+                    "rng_other_ranks": rngs[1:],
                     "run": asdict(self.state),
                 },
                 tmp / STATE_FILE,
@@ -324,7 +363,13 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         self.scaler.load_state_dict(saved["scaler"])
-        _set_rng_state(saved["rng"])
+        rngs = [saved["rng"], *saved.get("rng_other_ranks", [])]
+        if len(rngs) == self.dist.world_size:
+            _set_rng_state(rngs[self.dist.rank])
+        else:
+            logger.warning("%s: saved by %d process(es), resumed by %d: the random streams (dropout, SpecAugment) "
+                           "start afresh", self.ckpt_dir, len(rngs), self.dist.world_size)
+            seed_everything(self.seed + self.dist.rank)
         self.state = RunState(**saved["run"])
         logger.info("resumed from %s at step %d (epoch %d, batch %d)",
                     self.ckpt_dir, self.state.step, self.state.epoch, self.state.position)
@@ -333,14 +378,18 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Dev loss (token-weighted), WER and CER; the encoder runs once per batch for both."""
+        """Dev loss (token-weighted), WER and CER; the encoder runs once per batch for both.
+
+        Each rank scores its slice of the dev set; the gathered results are the
+        same on every rank, and so are the decisions taken on them.
+        """
         self.model.eval()
         opts = DecodeOptions(batch_size=self.cfg.dev_batch_size, max_new_tokens=self.cfg.dev_max_new_tokens)
         loss_sum, tokens = 0.0, 0
         ids: list[str] = []
         refs: list[str] = []
         hyps: list[str] = []
-        order = list(range(len(self.dev_set)))
+        order = self.dist.shard(range(len(self.dev_set)))
         for start in range(0, len(order), self.cfg.dev_batch_size):
             batch = self.dev_set.collate(order[start : start + self.cfg.dev_batch_size])
             enc = batch.encoder_outputs
@@ -349,7 +398,7 @@ class Trainer:
                 with self._autocast():
                     enc = self.model.get_encoder()(input_features=batch.input_features.to(self.device)).last_hidden_state
             enc = enc.to(self.device, torch.float32)
-            loss_sum += float(self._forward(batch, enc)) * batch.num_tokens
+            loss_sum += float(self._forward(self.model, batch, enc)) * batch.num_tokens
             tokens += batch.num_tokens
             with self._autocast():
                 texts = decode_features(self.model, self.tokenizer, encoder_outputs=enc,
@@ -358,25 +407,34 @@ class Trainer:
             refs += [normalize_text(text, self.lang) for text in batch.texts]
             hyps += [normalize_text(text, self.lang) for text in texts]
         self.model.train()
+        parts = self.dist.gather((loss_sum, tokens, ids, refs, hyps))
+        loss_sum, tokens = sum(part[0] for part in parts), sum(part[1] for part in parts)
+        ids, refs, hyps = ([item for part in parts for item in part[k]] for k in (2, 3, 4))
         wer = score_words(ids, refs, hyps).total.error_rate
         cer = score_chars(ids, refs, hyps).total.error_rate
         for utt, ref, hyp in list(zip(ids, refs, hyps))[:2]:
             logger.info("dev %s\n  REF: %s\n  HYP: %s", utt, ref, hyp)
         return {"step": self.state.step, "dev_loss": loss_sum / tokens, "dev_wer": wer, "dev_cer": cer}
 
-    def _record_eval(self, result: dict[str, float], writer: Any) -> None:
+    def _add_scalars(self, writer: SummaryWriter | None, scalars: Mapping[str, float]) -> None:
+        """TensorBoard scalars at the current step; ``writer`` is None on ranks other than 0."""
+        if writer is not None:
+            for tag, value in scalars.items():
+                writer.add_scalar(tag, value, self.state.step)
+
+    def _record_eval(self, result: dict[str, float], writer: SummaryWriter | None) -> None:
         """Log, keep the best adapter, count patience."""
         state = self.state
         state.evals.append(result)
-        for key in ("dev_loss", "dev_wer", "dev_cer"):
-            writer.add_scalar(f"dev/{key[4:]}", result[key], state.step)
+        self._add_scalars(writer, {f"dev/{key[4:]}": result[key] for key in ("dev_loss", "dev_wer", "dev_cer")})
         improved = (result["dev_wer"], result["dev_loss"]) < (state.best_wer, state.best_dev_loss)
         if improved:
             state.best_wer, state.best_dev_loss, state.best_step = result["dev_wer"], result["dev_loss"], state.step
             state.bad_evals = 0
             meta = {**self.meta, "step": state.step, "dev_wer": result["dev_wer"], "dev_cer": result["dev_cer"],
                     "dev_loss": result["dev_loss"]}
-            save_adapter(self.model, self.out_dir / "adapter", meta)
+            if self.dist.is_main:
+                save_adapter(self.model, self.out_dir / "adapter", meta)
         else:
             state.bad_evals += 1
         logger.info(
@@ -390,16 +448,35 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
+    def _grad_sync(self, sync: bool) -> contextlib.AbstractContextManager[Any]:
+        """DDP all-reduces the gradients at each backward unless told not to: once per step is enough."""
+        if self.ddp is None or sync:
+            return contextlib.nullcontext()
+        return self.ddp.no_sync()
+
     def _train_step(self, stream: Iterator[list[int]]) -> float:
+        """One update; returns the mean token loss of its global batches (averaged over ``grad_accum``).
+
+        See the module doc for the loss weights.  A rank whose slice of a small
+        global batch is empty still runs a forward and backward (on the batch's
+        first utterance, with weight 0): DDP's all-reduce needs every rank.
+        """
         augment = (lambda f: spec_augment(f, self.cfg)) if self.cfg.spec_augment else None
+        world = self.dist.world_size
+        module = self.ddp if self.ddp is not None else self.model
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        for _ in range(self.cfg.grad_accum):
-            batch = self.train_set.collate(next(stream), augment)
-            loss = self._forward(batch) / self.cfg.grad_accum
-            self.scaler.scale(loss).backward()
-            total += loss.item()
-            self.state.utts_seen += len(batch.utt_ids)
+        for micro in range(self.cfg.grad_accum):
+            indices = next(stream)
+            mine = self.dist.shard(indices)
+            batch = self.train_set.collate(mine or indices[:1], augment)
+            weight = world * sum(self.label_lengths[i] for i in mine) / sum(self.label_lengths[i] for i in indices)
+            with self._grad_sync(micro == self.cfg.grad_accum - 1):
+                loss = self._forward(module, batch) * weight / self.cfg.grad_accum
+                self.scaler.scale(loss).backward()
+            total += loss.item() / world
+            self.state.utts_seen += len(indices)
+        total = self.dist.sum(total)
         self.scaler.unscale_(self.optimizer)
         if self.cfg.clip_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip_grad_norm)
@@ -413,18 +490,22 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter  # heavy import, only when training
 
         cfg, state = self.cfg, self.state
-        resumed = (self.ckpt_dir / STATE_FILE).exists()
+        resumed = self.dist.on_main((self.ckpt_dir / STATE_FILE).exists)
         if resumed:
             self._load_checkpoint()
             state = self.state
         trainable, total = count_parameters(self.model)
         logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100.0 * trainable / total)
-        writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=state.step if resumed else None)
+        if self.dist.world_size > 1:
+            logger.info("data parallel over %d processes, each taking its slice of every global batch of %d",
+                        self.dist.world_size, cfg.batch_size)
+        writer = (SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=state.step if resumed else None)
+                  if self.dist.is_main else None)
         self.model.train()
         stream = self._micro_batches()
         interactive = sys.stderr.isatty()
         with tqdm(total=cfg.max_steps, initial=state.step, desc=f"train {self.lang}", unit="step",
-                  mininterval=1.0 if interactive else 60.0) as progress:
+                  mininterval=1.0 if interactive else 60.0, disable=not self.dist.is_main) as progress:
             while state.step < cfg.max_steps and not state.stopped_early:
                 started = time.perf_counter()
                 loss = self._train_step(stream)
@@ -432,8 +513,7 @@ class Trainer:
                 state.step += 1
                 lr = self.scheduler.get_last_lr()[0]
                 state.history.append({"step": state.step, "loss": loss, "lr": lr})
-                writer.add_scalar("train/loss", loss, state.step)
-                writer.add_scalar("train/lr", lr, state.step)
+                self._add_scalars(writer, {"train/loss": loss, "train/lr": lr})
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss:.3f}")
                 if state.step % cfg.log_every == 0:
@@ -446,10 +526,12 @@ class Trainer:
         if not state.evals or state.evals[-1]["step"] != state.step:
             self._record_eval(self.evaluate(), writer)
             self._save_checkpoint()
-        writer.close()
-        self._write_summary()
-        with atomic_write(self.out_dir / DONE_FILE) as handle:
-            handle.write(self.signature + "\n")
+        if writer is not None:
+            writer.close()
+        if self.dist.is_main:
+            self._write_summary()
+            with atomic_write(self.out_dir / DONE_FILE) as handle:
+                handle.write(self.signature + "\n")
         return state
 
     def _write_summary(self) -> None:
@@ -458,6 +540,7 @@ class Trainer:
         best = next((e for e in state.evals if e["step"] == state.best_step), {})
         stats = {
             "steps": state.step,
+            "processes": self.dist.world_size,
             "epochs": state.epoch + state.position / max(1, len(self.sampler.epoch_batches(state.epoch))),
             "stopped_early": state.stopped_early,
             "best_step": state.best_step,
