@@ -46,12 +46,11 @@ from espnet_adapters.whisper.model import adapter_touches_encoder, load_whisper,
 logger = logging.getLogger(__name__)
 
 
-def get_parser() -> argparse.ArgumentParser:
-    """Command-line options."""
-    parser = make_parser(__doc__)
+def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
+    """Inputs, outputs, search and resources: the options shared with ``route_decode``."""
     parser.add_argument("--data_dir", type=Path, required=True, help="Kaldi dir with wav.scp and utt2lang.")
     parser.add_argument("--keys", type=Path, default=None, help="Decode only these utterances (first column).")
-    parser.add_argument("--out_dir", type=Path, required=True, help="Where hyp, hyp_lang, stats.json go.")
+    parser.add_argument("--out_dir", type=Path, required=True, help="Where the outputs (listed above) go.")
     parser.add_argument("--whisper_model", default="whisper-base", help="Short name, local dir or Hub id.")
     parser.add_argument(
         "--feats_scp", type=Path, default=None,
@@ -61,21 +60,27 @@ def get_parser() -> argparse.ArgumentParser:
         "--encoder_cache", type=Path, default=None,
         help="Cached encoder outputs (cache_encoder) instead of audio; not with an adapter that changes the encoder.",
     )
-    parser.add_argument("--adapter_dir", type=Path, default=None, help="A peft LoRA adapter on --whisper_model.")
-    parser.add_argument("--merge_adapter", type=str2bool, default=False, help="Merge the adapter into the weights.")
     parser.add_argument("--beam_size", type=int, default=1, help="1 = greedy search.")
     parser.add_argument("--batch_size", type=int, default=8, help="Utterances per generate() call.")
     parser.add_argument("--max_new_tokens", type=int, default=224, help="Cap on generated tokens per utterance.")
+    parser.add_argument("--ngpu", type=int, default=0, help="0 decodes on the CPU, 1 on a CUDA device.")
+    parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads of this job.")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    parser = make_parser(__doc__)
+    add_decode_arguments(parser)
+    parser.add_argument("--adapter_dir", type=Path, default=None, help="A peft LoRA adapter on --whisper_model.")
+    parser.add_argument("--merge_adapter", type=str2bool, default=False, help="Merge the adapter into the weights.")
     parser.add_argument(
         "--lang_mode", choices=("forced", "auto"), default="forced",
         help="forced: language token from utt2lang; auto: Whisper detects the language.",
     )
-    parser.add_argument("--ngpu", type=int, default=0, help="0 decodes on the CPU, 1 on a CUDA device.")
-    parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads of this job.")
     return parser
 
 
-def _payloads(
+def load_payloads(
     args: argparse.Namespace, extractor: WhisperFeatureExtractor
 ) -> tuple[dict[str, np.ndarray | None], float | None]:
     """Trimmed features per utterance (``None`` with an encoder cache) and the audio seconds.
@@ -98,13 +103,14 @@ def _payloads(
     return payloads, seconds
 
 
-def _open_cache(args: argparse.Namespace, keys: Sequence[str]) -> EncoderCache:
-    """The encoder cache, checked against the model, and against the features when ``--feats_scp`` is given."""
-    if args.adapter_dir is not None and adapter_touches_encoder(args.adapter_dir):
-        raise UserInputError(
-            f"{args.adapter_dir}: the adapter changes encoder weights, so cached encoder outputs"
-            f" ({args.encoder_cache}) do not apply; decode from audio or --feats_scp"
-        )
+def open_cache(args: argparse.Namespace, keys: Sequence[str], adapter_dirs: Sequence[Path]) -> EncoderCache:
+    """The encoder cache, checked against the model, the adapters and (with ``--feats_scp``) the features."""
+    for adapter_dir in adapter_dirs:
+        if adapter_touches_encoder(adapter_dir):
+            raise UserInputError(
+                f"{adapter_dir}: the adapter changes encoder weights, so cached encoder outputs"
+                f" ({args.encoder_cache}) do not apply; decode from audio or --feats_scp"
+            )
     expected = None if args.feats_scp is None else encoder_fingerprint(args.whisper_model, args.feats_scp)
     cache = EncoderCache(args.encoder_cache, expected)
     if cache.model != resolve_model(args.whisper_model):
@@ -118,6 +124,20 @@ def _open_cache(args: argparse.Namespace, keys: Sequence[str]) -> EncoderCache:
     return cache
 
 
+def batch_inputs(
+    batch: Sequence[tuple[str, np.ndarray | None, str]], cache: EncoderCache | None
+) -> dict[str, torch.Tensor]:
+    """The model input of a batch of :func:`iter_batches` items: stacked features, or cached encoder outputs."""
+    if cache is None:
+        return {"input_features": stack_features([feats for _, feats, _ in batch])}
+    return {"encoder_outputs": cache.get_batch([utt for utt, _, _ in batch])}
+
+
+def input_kind(args: argparse.Namespace) -> str:
+    """What was decoded from, for stats.json."""
+    return "encoder_cache" if args.encoder_cache is not None else "feats_scp" if args.feats_scp is not None else "audio"
+
+
 def run(args: argparse.Namespace) -> None:
     """Load the inputs and the model, decode in batches, write the outputs."""
     torch.set_num_threads(args.num_threads)
@@ -127,18 +147,16 @@ def run(args: argparse.Namespace) -> None:
     utt2lang = read_map(utt2lang_path) if utt2lang_path.exists() else {}
     opts = DecodeOptions(args.beam_size, args.batch_size, args.max_new_tokens, args.lang_mode)
     model, processor = load_whisper(args.whisper_model, pick_device(args.ngpu), args.adapter_dir, args.merge_adapter)
-    payloads, audio_seconds = _payloads(args, processor.feature_extractor)
-    cache = _open_cache(args, list(payloads)) if args.encoder_cache is not None else None
+    payloads, audio_seconds = load_payloads(args, processor.feature_extractor)
+    adapter_dirs = [] if args.adapter_dir is None else [args.adapter_dir]
+    cache = open_cache(args, list(payloads), adapter_dirs) if args.encoder_cache is not None else None
     items = [(utt, feats, utt2lang.get(utt, "")) for utt, feats in payloads.items()]
     start = time.perf_counter()
     hyps: list[Hypothesis] = []
     with tqdm(total=len(items), desc=f"decode {args.data_dir.name}", mininterval=10) as progress:
         for batch in iter_batches(items, opts):
             utts = [utt for utt, _, _ in batch]
-            if cache is None:
-                inputs = {"input_features": stack_features([feats for _, feats, _ in batch])}
-            else:
-                inputs = {"encoder_outputs": cache.get_batch(utts)}
+            inputs = batch_inputs(batch, cache)
             if opts.lang_mode == "forced":
                 languages = [lang for _, _, lang in batch]
             else:
@@ -155,7 +173,7 @@ def run(args: argparse.Namespace) -> None:
         "whisper_model": args.whisper_model,
         "adapter_dir": None if args.adapter_dir is None else str(args.adapter_dir),
         "merge_adapter": args.merge_adapter,
-        "input": "encoder_cache" if cache is not None else "feats_scp" if args.feats_scp is not None else "audio",
+        "input": input_kind(args),
         "options": vars(opts),
         "device": str(model.device),
         "num_threads": args.num_threads,

@@ -83,11 +83,16 @@ def adapter_touches_encoder(adapter_dir: Path) -> bool:
     The decoder's cross-attention (``encoder_attn``) reads the encoder outputs
     but does not change them, so it does not count.
     """
+    return any(_ENCODER_PARAM.search(key) for key in adapter_weight_names(adapter_dir))
+
+
+def adapter_weight_names(adapter_dir: Path) -> list[str]:
+    """The names of the weights a saved peft adapter stores, read from the header only."""
     weights = adapter_dir / ADAPTER_WEIGHTS
     if not weights.is_file():
         raise UserInputError(f"{adapter_dir}: no {ADAPTER_WEIGHTS}; not a peft adapter saved with safetensors")
     with safe_open(str(weights), framework="pt") as handle:
-        return any(_ENCODER_PARAM.search(key) for key in handle.keys())
+        return list(handle.keys())
 
 
 def load_whisper(
@@ -103,7 +108,7 @@ def load_whisper(
     state-dict size mismatches.
     """
     source = resolve_model(name)
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    dtype = job_dtype(device)
     try:
         processor = WhisperProcessor.from_pretrained(source)
         load_dtype = dtype if adapter_dir is None else torch.float32
@@ -111,15 +116,25 @@ def load_whisper(
     except OSError as err:
         raise load_error(source, err) from err
     if adapter_dir is not None:
-        model = _attach_adapter(model, source, adapter_dir, merge)
+        model = attach_adapter(model, source, adapter_dir)
+        model = model.merge_and_unload() if merge else model
     logger.info("loaded %s%s (%s, %s)", source, _adapter_note(adapter_dir, merge), device, dtype)
     return model.to(device, dtype).eval(), processor
 
 
-def _attach_adapter(
-    base: WhisperForConditionalGeneration, source: str, adapter_dir: Path, merge: bool
-) -> WhisperForConditionalGeneration | PeftModel:
-    """``PeftModel.from_pretrained`` (the upstream loader), merged on request."""
+def job_dtype(device: torch.device) -> torch.dtype:
+    """float16 on CUDA (half the memory and bandwidth), float32 on the CPU (no fast float16 kernels there)."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def attach_adapter(
+    model: WhisperForConditionalGeneration | PeftModel, source: str, adapter_dir: Path, adapter_name: str = "default"
+) -> PeftModel:
+    """Load a peft adapter under ``adapter_name`` with the upstream loaders.
+
+    ``PeftModel.from_pretrained`` on a plain model, ``load_adapter`` on a
+    ``PeftModel`` (one more adapter next to the loaded ones, as routing needs).
+    """
     config_path = adapter_dir / "adapter_config.json"
     if not config_path.is_file():
         raise UserInputError(f"{adapter_dir}: no adapter_config.json; not a peft adapter directory")
@@ -127,14 +142,16 @@ def _attach_adapter(
     if trained_on and Path(trained_on).name != Path(source).name:
         logger.warning("%s was trained on %s, decoding with %s", adapter_dir, trained_on, source)
     try:
-        model = PeftModel.from_pretrained(base, str(adapter_dir))
+        if isinstance(model, PeftModel):
+            model.load_adapter(str(adapter_dir), adapter_name)
+            return model
+        return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=adapter_name)
     except (RuntimeError, ValueError, KeyError) as err:
         detail = str(err).strip().splitlines()
         raise UserInputError(
             f"{adapter_dir}: adapter does not fit the base model {source} (made for another model size?):"
             f" {' '.join(line.strip() for line in detail[:2])}"
         ) from err
-    return model.merge_and_unload() if merge else model
 
 
 def _adapter_note(adapter_dir: Path | None, merge: bool) -> str:
