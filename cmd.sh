@@ -5,7 +5,12 @@
 #   decode_cmd  decoding (CPU, or GPU when --ngpu > 0 is passed through cuda_cmd)
 #   cuda_cmd    jobs that may use a GPU (training, GPU decoding)
 #
-# Pick the backend here or in the environment: cmd_backend=local ./run.sh
+# Pick the backend here or in the environment: cmd_backend=slurm ./run.sh
+#   local   utils/run.pl: every job on this machine (default)
+#   slurm   utils/slurm.pl: one sbatch job array per call; the options become sbatch flags by
+#           the rules of conf/slurm.conf (partitions, gres, ...: edit that file for your
+#           cluster).  Logs and the q/ folders next to them must be on a file system shared
+#           with the nodes.  Try it locally with tools/slurm/start.sh.
 cmd_backend=${cmd_backend:-local}
 
 case "${cmd_backend}" in
@@ -15,8 +20,19 @@ case "${cmd_backend}" in
         export decode_cmd="run.pl"
         export cuda_cmd="run.pl"
         ;;
+    slurm)
+        # The stage scripts add --num-threads N and, when --ngpu > 0, --gpu N; a later
+        # option overrides an earlier one.  --mem is per CPU (sbatch --mem-per-cpu).
+        # Data preparation, formatting, feature dumps, scoring: small CPU jobs.
+        export train_cmd="slurm.pl --config conf/slurm.conf --mem 4G --time 4:00:00"
+        # CPU decoding: one Whisper model (+ adapters) per job.
+        export decode_cmd="slurm.pl --config conf/slurm.conf --mem 4G --time 12:00:00"
+        # Training and GPU decoding: the gpu partition (one CPU per GPU unless --num-threads)
+        # when the stage passes --gpu N, else a long CPU job.
+        export cuda_cmd="slurm.pl --config conf/slurm.conf --mem 8G --time 2-00:00:00"
+        ;;
     *)
-        echo "cmd.sh: unknown cmd_backend '${cmd_backend}' (supported: local)" >&2
+        echo "cmd.sh: unknown cmd_backend '${cmd_backend}' (supported: local, slurm)" >&2
         return 1 2>/dev/null || exit 1
         ;;
 esac

@@ -29,7 +29,7 @@ venv=${tools_dir}/venv
 python=${PYTHON:-python3}
 torch_spec=${TORCH_SPEC:-torch==2.13.0}
 torch_index_url=${TORCH_INDEX_URL:-}
-apt_packages="espeak-ng sox ffmpeg bats gettext"
+apt_packages="espeak-ng sox ffmpeg bats gettext slurmctld slurmd slurm-client munge"
 
 install_apt() {
     local missing=()
