@@ -18,7 +18,9 @@ case "${cmd_backend}" in
         # run.pl runs the jobs on this machine; --mem/--gpu/--time are accepted and ignored.
         export train_cmd="run.pl"
         export decode_cmd="run.pl"
-        export cuda_cmd="run.pl"
+        # A training job uses every core (--train_num_threads): the cells of a grid run one
+        # at a time rather than all at once, oversubscribed.
+        export cuda_cmd="run.pl --max-jobs-run 1"
         ;;
     slurm)
         # The stage scripts add --num-threads N and, when --ngpu > 0, --gpu N; a later

@@ -5,7 +5,9 @@
 #
 # What it does, and why:
 #   1. Debian packages: espeak-ng + sox (the synthetic corpus), ffmpeg (m4a/opus
-#      decoding for real corpora), bats (shell tests), gettext.  Skipped when present.
+#      decoding for real corpora), bats (shell tests), gettext, and slurmctld slurmd
+#      slurm-client munge (the SLURM backend's tests start a private single-node cluster
+#      with tools/slurm/start.sh; nothing is started here).  Skipped when present.
 #   2. A venv under tools/venv.  torch is installed first and on its own, from
 #      ${TORCH_SPEC} (default torch==2.13.0, a CPU build on this machine kind), so
 #      that nothing else can pull a multi-GB CUDA build by accident.  GPU users:

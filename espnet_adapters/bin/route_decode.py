@@ -70,7 +70,7 @@ _LANG = re.compile(r"\w[\w-]*")
 MIXTURE, NO_ADAPTER = "~mixture", "~none"  # batch keys; "~" sorts after language codes
 
 
-def _adapter_arg(value: str) -> tuple[str, Path]:
+def parse_adapter_arg(value: str) -> tuple[str, Path]:
     lang, sep, directory = value.partition("=")
     if not sep or not _LANG.fullmatch(lang) or not directory:
         raise argparse.ArgumentTypeError(f"expected LANG=DIR, got {value!r}")
@@ -82,7 +82,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
     add_decode_arguments(parser)
     parser.add_argument(
-        "--adapter", type=_adapter_arg, action="append", required=True, metavar="LANG=DIR",
+        "--adapter", type=parse_adapter_arg, action="append", required=True, metavar="LANG=DIR",
         help="A language's LoRA adapter; repeat for every language.",
     )
     parser.add_argument("--strategy", choices=STRATEGIES, required=True, help="How utterances are routed.")
@@ -92,7 +92,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _adapters(args: argparse.Namespace) -> dict[str, Path]:
+def load_adapter_dirs(args: argparse.Namespace) -> dict[str, Path]:
     adapters: dict[str, Path] = {}
     for lang, directory in args.adapter:
         if lang in adapters:
@@ -176,7 +176,7 @@ def _posteriors(args: argparse.Namespace, utts: Sequence[str], languages: Sequen
     return read_posteriors(args.posteriors, utts, languages)
 
 
-def _batch_key(row: torch.Tensor, languages: Sequence[str]) -> str:
+def batch_key(row: torch.Tensor, languages: Sequence[str]) -> str:
     """Utterances with one and the same adapter batch together (one delta per layer); mixtures share batches."""
     used = row.nonzero().flatten().tolist()
     if len(used) == 1:
@@ -184,7 +184,7 @@ def _batch_key(row: torch.Tensor, languages: Sequence[str]) -> str:
     return MIXTURE if used else NO_ADAPTER
 
 
-def _decode(
+def decode_routed(
     model: PeftModel, processor: WhisperProcessor, items: list[tuple[str, np.ndarray | None, str]],
     cache: EncoderCache | None, weights: dict[str, torch.Tensor], routed: dict[str, str | None], opts: DecodeOptions,
 ) -> list[Hypothesis]:
@@ -220,7 +220,7 @@ def _routing_accuracy(utt2lang: Path, hyps: Sequence[Hypothesis]) -> float | Non
 def run(args: argparse.Namespace) -> None:
     """Route, decode in batches, write the outputs."""
     torch.set_num_threads(args.num_threads)
-    adapters = _adapters(args)
+    adapters = load_adapter_dirs(args)
     _check_options(args, list(adapters))
     model, processor = load_routed_whisper(args.whisper_model, pick_device(args.ngpu), adapters)
     languages = adapter_languages(model)
@@ -233,12 +233,12 @@ def run(args: argparse.Namespace) -> None:
     rows = route(_posteriors(args, utts, languages), args.strategy, args.tau, args.top_k)
     weights = dict(zip(utts, rows))
     routed_lang = dict(zip(utts, routed_languages(rows, languages)))
-    keys = {utt: _batch_key(row, languages) for utt, row in weights.items()}
-    lang_mode = "auto" if args.strategy == "base" else "forced"  # forced: batches grouped by _batch_key
+    keys = {utt: batch_key(row, languages) for utt, row in weights.items()}
+    lang_mode = "auto" if args.strategy == "base" else "forced"  # forced: batches grouped by batch_key
     opts = DecodeOptions(args.beam_size, args.batch_size, args.max_new_tokens, lang_mode)
     start = time.perf_counter()
     items = [(utt, payloads[utt], keys[utt]) for utt in utts]
-    hyps = _decode(model, processor, items, cache, weights, routed_lang, opts)
+    hyps = decode_routed(model, processor, items, cache, weights, routed_lang, opts)
     wall = time.perf_counter() - start
     stats = {
         "utterances": len(hyps),

@@ -86,7 +86,7 @@ def decode_variant(decode_dir: str, set_name: str) -> str:
     return decode_dir
 
 
-def _field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
+def json_field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
     value = data.get(key)
     if not isinstance(value, kind) or isinstance(value, bool):
         raise UserInputError(f"{path}: missing or invalid {key!r}")
@@ -95,8 +95,8 @@ def _field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: 
 
 def _counts(data: dict[str, Any], key: str, path: Path) -> dict[str, int]:
     """The five counts; a zero reference length would make every percentage undefined."""
-    counts = _field(data, key, dict, path)
-    checked = {name: _field(counts, name, int, path) for name in _COUNT_KEYS}
+    counts = json_field(data, key, dict, path)
+    checked = {name: json_field(counts, name, int, path) for name in _COUNT_KEYS}
     if checked["ref"] <= 0:
         raise UserInputError(f"{path}: {key}.ref must be positive")
     return checked
@@ -111,21 +111,21 @@ def load_entry(path: Path) -> ScoreEntry:
     if not isinstance(data, dict):
         raise UserInputError(f"{path}: expected a JSON object")
     decode_dir, model = path.parent.parent.name, path.parent.parent.parent.name
-    set_name = _field(data, "set", str, path)
+    set_name = json_field(data, "set", str, path)
     return ScoreEntry(
         model=model,
         decode_dir=decode_dir,
         variant=decode_variant(decode_dir, set_name),
-        lang=_field(data, "lang", str, path),
+        lang=json_field(data, "lang", str, path),
         set_name=set_name,
-        num_utts=_field(data, "num_utts", int, path),
-        wer=float(_field(data, "wer", (int, float), path)),
-        cer=float(_field(data, "cer", (int, float), path)),
+        num_utts=json_field(data, "num_utts", int, path),
+        wer=float(json_field(data, "wer", (int, float), path)),
+        cer=float(json_field(data, "cer", (int, float), path)),
         word_counts=_counts(data, "word_counts", path),
         char_counts=_counts(data, "char_counts", path),
-        sentence_error_rate=float(_field(data, "sentence_error_rate", (int, float), path)),
-        normalizer=_field(data, "normalizer", str, path),
-        by_category=_categories(data, path),
+        sentence_error_rate=float(json_field(data, "sentence_error_rate", (int, float), path)),
+        normalizer=json_field(data, "normalizer", str, path),
+        by_category=categories_of(data, path),
         **_adapter_facts(path.parent.parent.parent),
     )
 
@@ -146,7 +146,7 @@ def _adapter_facts(exp: Path) -> dict[str, int]:
     return facts
 
 
-def _categories(data: dict[str, Any], path: Path) -> dict[str, tuple[int, float, float]]:
+def categories_of(data: dict[str, Any], path: Path) -> dict[str, tuple[int, float, float]]:
     raw = data.get("by_category", {})
     if not isinstance(raw, dict):
         raise UserInputError(f"{path}: by_category must be an object")
@@ -155,9 +155,9 @@ def _categories(data: dict[str, Any], path: Path) -> dict[str, tuple[int, float,
         if not isinstance(value, dict):
             raise UserInputError(f"{path}: by_category.{name} must be an object")
         result[name] = (
-            _field(value, "num_utts", int, path),
-            float(_field(value, "wer", (int, float), path)),
-            float(_field(value, "cer", (int, float), path)),
+            json_field(value, "num_utts", int, path),
+            float(json_field(value, "wer", (int, float), path)),
+            float(json_field(value, "cer", (int, float), path)),
         )
     return result
 
@@ -204,7 +204,7 @@ def collect_environment(repo_dir: Path) -> Environment:
     )
 
 
-def _pct(value: float) -> str:
+def pct(value: float) -> str:
     return f"{value:.1f}"
 
 
@@ -234,7 +234,7 @@ def _column_labels(columns: Sequence[tuple[str, str]]) -> list[str]:
 
 
 def _summary_cell(entry: ScoreEntry) -> str:
-    return f"{_pct(entry.wer)} / {_pct(entry.cer)} (n={entry.num_utts})"
+    return f"{pct(entry.wer)} / {pct(entry.cer)} (n={entry.num_utts})"
 
 
 def _summary_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
@@ -277,8 +277,8 @@ def _adapter_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
         if base is None:
             continue
         rows.append(
-            f"|{entry.set_name}|{match['base']}|{_pct(base.wer)} / {_pct(base.cer)}|{match['tag']}|"
-            f"{_pct(entry.wer)} / {_pct(entry.cer)}|{_relative(entry.wer, base.wer)}|{_relative(entry.cer, base.cer)}|"
+            f"|{entry.set_name}|{match['base']}|{pct(base.wer)} / {pct(base.cer)}|{match['tag']}|"
+            f"{pct(entry.wer)} / {pct(entry.cer)}|{_relative(entry.wer, base.wer)}|{_relative(entry.cer, base.cer)}|"
         )
     if not rows:
         return []
@@ -300,7 +300,7 @@ def _detail_row(entry: ScoreEntry, counts: dict[str, int]) -> str:
     errors = counts["sub"] + counts["del"] + counts["ins"]
     numerators = (counts["cor"], counts["sub"], counts["del"], counts["ins"], errors)
     values = [str(entry.num_utts), str(ref)]
-    values += [_pct(100.0 * value / ref) for value in numerators] + [_pct(entry.sentence_error_rate)]
+    values += [pct(100.0 * value / ref) for value in numerators] + [pct(entry.sentence_error_rate)]
     return f"|{entry.decode_dir}|" + "|".join(values) + "|"
 
 
@@ -343,7 +343,7 @@ def _source_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
         row = []
         for set_name, source in columns:
             value = cells.get(set_name, {}).get(source)
-            row.append("-" if value is None else f"{_pct(value[1])} / {_pct(value[2])} (n={value[0]})")
+            row.append("-" if value is None else f"{pct(value[1])} / {pct(value[2])} (n={value[0]})")
         lines.append(f"|{model}|" + "|".join(row) + "|")
     return lines + [""]
 
@@ -377,7 +377,7 @@ def _rank_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
         for rank in ranks:
             entry = row.get(rank)
             params = "" if entry is None or entry.trainable_params is None else f" ({entry.trainable_params:,})"
-            values.append("-" if entry is None else f"{_pct(entry.wer)} / {_pct(entry.cer)}{params}")
+            values.append("-" if entry is None else f"{pct(entry.wer)} / {pct(entry.cer)}{params}")
         lines.append(f"|{base}|{family}|{set_name}|" + "|".join(values) + "|")
     return lines + [""]
 

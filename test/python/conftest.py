@@ -7,6 +7,10 @@ download from the Hub, and a missing local file must fail loudly instead.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +35,25 @@ def whisper_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if is_converted(SHARED_WHISPER_BASE):
         return SHARED_WHISPER_BASE
     return convert_ct2_whisper(tmp_path_factory.mktemp("whisper") / "whisper-base")
+
+
+@pytest.fixture(scope="session")
+def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real single-node SLURM cluster (tools/slurm/start.sh), stopped by PID afterwards.
+
+    Yields the environment in which sbatch/squeue (and cmd_backend=slurm) reach it.
+    Skipped only when the SLURM packages are missing; tools/install.sh installs them.
+    """
+    if shutil.which("slurmctld") is None or shutil.which("sbatch") is None:
+        pytest.skip("SLURM is not installed (tools/install.sh installs slurmctld slurmd slurm-client munge)")
+    # Not under pytest's tmp dir: munged refuses a socket below a directory others cannot search.
+    state = Path(tempfile.mkdtemp(prefix="slurm-pytest.", dir="/tmp"))
+    started = subprocess.run([str(MAIN_ROOT / "tools/slurm/start.sh"), str(state)], capture_output=True, text=True)
+    assert started.returncode == 0, f"tools/slurm/start.sh failed:\n{started.stdout}\n{started.stderr}"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env |= {"SLURM_CONF": str(state / "slurm.conf"), "cmd_backend": "slurm"}
+    try:
+        yield env
+    finally:
+        subprocess.run([str(MAIN_ROOT / "tools/slurm/stop.sh"), str(state)], check=False, capture_output=True)
+        shutil.rmtree(state, ignore_errors=True)

@@ -3,32 +3,41 @@
 Two languages (and English, evaluated only), a few utterances, every stage with
 the real Whisper base: data prep -> speed perturbation -> format -> features ->
 encoder cache -> a few LoRA steps per language -> decoding (base, own adapter,
-cross-language) -> scoring -> RESULTS.md; then a re-run skips every finished
-stage, and a stage slice works on its own.
+cross-language) -> scoring -> language ID -> routing (5 strategies, tau on dev) ->
+code-switched sets -> RESULTS.md; then a re-run skips every finished
+stage, and a stage slice works on its own.  With a real single-node SLURM
+(tools/slurm/start.sh): stages 3-4 under cmd_backend=slurm give the local outputs,
+and a 2 languages x 2 ranks training grid runs as one job array, a re-run after
+losing one cell redoes only that cell.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
+import kaldiio
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "--train_utts", "3", "--dev_utts", "2", "--test_utts", "4", "--nj", "2", "--inference_nj", "2",
     "--speed_perturb_factors", "0.9 1.0", "--train_config", str(REPO / "test/conf/train_smoke.yaml"),
-    "--max_new_tokens", "40",
+    "--max_new_tokens", "40", "--route_taus", "0.5 0.9", "--lid_crops", "1", "--cs_utts", "2",
 ]
 ADAPTERS = ("whisper_base_lora_hi_r32_qv_dec_train_smoke", "whisper_base_lora_it_r32_qv_dec_train_smoke")
 
 
-def _run(recipe: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+def _run(recipe: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     result = subprocess.run(
-        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=1200, check=False
+        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=2400, check=False
     )
     assert result.returncode == 0, f"run.sh failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result.stdout + result.stderr
@@ -110,3 +119,85 @@ def test_stage_slice_and_help(recipe: Path) -> None:
     help_text = subprocess.run(["./run.sh", "--help"], cwd=recipe, capture_output=True, text=True, check=False)
     assert help_text.returncode == 0
     assert "--stop_stage" in help_text.stdout and "--lora_config" in help_text.stdout
+
+
+def test_slurm_backend_gives_the_local_outputs(recipe: Path, slurm_env: dict[str, str]) -> None:
+    out = _run(recipe, *TINY, "--stage", "3", "--stop_stage", "4", "--dumpdir", "dump_slurm", env=slurm_env)
+    assert "Stage 4" in out
+    sets = sorted(p.name for p in (recipe / "dump" / "raw").iterdir() if p.is_dir())
+    assert len(sets) == 7
+    for name in sets:
+        for file in ("text", "utt2spk", "utt2dur"):
+            local = (recipe / "dump" / "raw" / name / file).read_text(encoding="utf-8")
+            assert (recipe / "dump_slurm" / "raw" / name / file).read_text(encoding="utf-8") == local
+        local_feats = dict(kaldiio.load_scp_sequential(str(recipe / "dump" / "whisper_base" / name / "feats.scp")))
+        slurm_feats = dict(kaldiio.load_scp_sequential(str(recipe / "dump_slurm" / "whisper_base" / name / "feats.scp")))
+        assert local_feats.keys() == slurm_feats.keys()
+        for utt, feats in local_feats.items():
+            np.testing.assert_array_equal(slurm_feats[utt], feats)
+    # The jobs really went through sbatch: slurm.pl keeps its batch scripts in q/.
+    assert list((recipe / "exp" / "format").glob("*/q/*.sh"))
+
+
+def test_rank_grid_as_a_slurm_job_array(recipe: Path, slurm_env: dict[str, str]) -> None:
+    grid = (*TINY, "--stage", "6", "--stop_stage", "6", "--lora_ranks", "2 4")
+    timings = {}
+    for backend, env in (("slurm", slurm_env), ("local", None)):
+        started = time.perf_counter()
+        out = _run(recipe, *grid, "--expdir", f"exp_grid_{backend}", env=env)
+        timings[backend] = time.perf_counter() - started
+        assert "4 of 4 cells to train" in out and "cells: 0 up to date, 4 trained, 0 failed" in out
+    print(f"2 x 2 training grid wall time: local {timings['local']:.1f} s, slurm {timings['slurm']:.1f} s")
+    exp = recipe / "exp_grid_slurm"
+    cells = sorted(exp.glob("whisper_base_lora_*_r*_qv_dec_train_smoke"))
+    assert [c.name for c in cells] == [f"whisper_base_lora_{lang}_r{r}_qv_dec_train_smoke"
+                                       for lang in ("hi", "it") for r in (2, 4)]
+    for cell in cells:
+        rank = int(cell.name.split("_r")[1].split("_")[0])
+        assert json.loads((cell / "adapter" / "adapter_config.json").read_text())["r"] == rank
+        assert (cell / "log" / "train.log").read_text().rstrip().splitlines()[-1].startswith("# Ended (code 0)")
+    before = {c.name: (c / "train_stats.json").stat().st_mtime_ns for c in cells}
+    # A cell that fails (its checkpoint is corrupt) is reported by name; the others are not redone.
+    broken = cells[1]
+    (broken / "train.done").unlink()
+    (broken / ".done").unlink()
+    (broken / "checkpoints" / "last" / "trainable.safetensors").write_bytes(b"not a checkpoint")
+    failed = subprocess.run(["./run.sh", *grid, "--expdir", "exp_grid_slurm"], cwd=recipe, env=slurm_env,
+                            capture_output=True, text=True, timeout=2400, check=False)
+    assert failed.returncode != 0
+    assert "1 of 4 cells to train" in failed.stdout and "cells: 3 up to date, 0 trained, 1 failed" in failed.stdout
+    assert f"failed: {broken.relative_to(recipe)}" in failed.stderr
+    # Lose that cell entirely (as a killed job would leave it): the re-run redoes only it.
+    shutil.rmtree(broken)
+    out = _run(recipe, *grid, "--expdir", "exp_grid_slurm", env=slurm_env)
+    assert "1 of 4 cells to train" in out and "cells: 3 up to date, 1 trained, 0 failed" in out
+    after = {c.name: (c / "train_stats.json").stat().st_mtime_ns for c in cells}
+    assert {name for name in before if before[name] != after[name]} == {broken.name}
+
+
+def test_lid_routing_and_codeswitching(recipe: Path) -> None:
+    lid = recipe / "exp" / "whisper_base_lid_mlp_mean"
+    assert json.loads((lid / "lid.json").read_text())["labels"] == ["hi", "it"]
+    results = json.loads((lid / "eval_test" / "results.json").read_text())
+    assert set(results["systems"]) == {"lid", "whisper", "majority"} and results["n"] == 8
+    routing = recipe / "exp" / "whisper_base_routing_r32_qv_dec_train_smoke"
+    tau = json.loads((routing / "tau_selection.json").read_text())
+    assert tau["chosen"] in (0.5, 0.9) and len(tau["candidates"]) == 2
+    test_utts = sorted(line.split()[0] for lang in ("hi", "it")
+                       for line in (recipe / "dump" / "raw" / f"{lang}_test" / "text").read_text().splitlines())
+    for strategy in ("oracle", "hard", "soft", "threshold", "base"):
+        hyp = (routing / strategy / "hyp").read_text(encoding="utf-8").splitlines()
+        assert sorted(line.split()[0] for line in hyp) == test_utts  # the pooled test set, both languages
+        scores = json.loads((routing / strategy / "score" / "scores.json").read_text())
+        assert set(scores["by_category"]) == {"hi", "it"}
+    # Oracle routing is the own-language adapter: the same hypotheses as stage 7's decodes.
+    oracle = dict(line.split(maxsplit=1) for line in (routing / "oracle" / "hyp").read_text().splitlines() if " " in line)
+    for lang, adapter in zip(("hi", "it"), ADAPTERS):
+        own = (recipe / "exp" / adapter / f"decode_{lang}_test" / "hyp").read_text().splitlines()
+        assert {k: v for k, v in (line.split(maxsplit=1) for line in own if " " in line)}.items() <= oracle.items()
+    for kind in ("inter", "rapid"):
+        assert (routing / "codeswitch" / f"cs_{kind}" / "segments" / "hyp").is_file()
+    text = (recipe / "RESULTS.md").read_text(encoding="utf-8")
+    for section in ("## Language ID", "## Adapter routing", "## Code-switched test sets"):
+        assert section in text
+    assert (routing / "routing.png").is_file() and (routing / "codeswitch" / "report" / "posteriors.png").is_file()

@@ -45,6 +45,13 @@ mkdir -p "${state}"
 state=$(cd "${state}" && pwd)
 # Unix socket paths are limited to 108 bytes (munge socket, slurmstepd sockets in the spool).
 [ ${#state} -le 70 ] || die "state dir path too long for unix sockets (${#state} > 70 chars): ${state}"
+# munged serves its socket only if every directory above it is searchable by all users.
+d=$(dirname "${state}")
+while [ "${d}" != / ]; do
+    [ "$(( 0$(stat -c %a "${d}") & 01 ))" -eq 1 ] \
+        || die "munged needs every directory above its socket to be searchable by all (chmod o+x): ${d} is $(stat -c %a "${d}"); choose another state dir, e.g. under /tmp"
+    d=$(dirname "${d}")
+done
 
 conf=${state}/slurm.conf
 node=$(hostname -s)

@@ -20,6 +20,13 @@
 #   7  Decoding: the base model and each language's adapter on <lang>_<test_sets>, and
 #      (--cross_eval true) every adapter on every other language's test set
 #   8  Scoring: WER/CER (result.txt, scores.json per decode dir) and ${results}
+#   9  Language ID: a classifier on the frozen encoder's cached outputs (train sets, selected
+#      on dev), evaluated on dev and the pooled test sets with Whisper's own LID as baseline
+#  10  Routing: the pooled test sets of all languages decoded with oracle / hard / soft /
+#      threshold (tau chosen on dev) / base routing of the language adapters
+#  11  Code-switching: synthetic inter-sentential and rapid-switching utterances built from
+#      the test sets, routed segment by segment (sliding-window LID over the encoder frames)
+#  12  Report: LID, routing and code-switching tables and plots appended to ${results}
 # Grids: --models "m1 m2" runs the stages once per model; --lora_ranks "8 32" trains every
 # language at every rank (stage 6 resubmits only the cells that are not done).
 set -euo pipefail
@@ -40,7 +47,8 @@ langs="hi it pa te"    # Languages of this recipe (ISO 639-1 codes): one adapter
 eval_langs="en"        # Languages only evaluated (test sets decoded by the base and every adapter; forgetting check).
 nj=2                   # Parallel jobs of the data and feature stages (one per core here).
 inference_nj=2         # Parallel decoding jobs.
-ngpu=0                 # GPUs per training/decoding job (0 = CPU).
+ngpu=0                 # GPUs per training/decoding job (0 = CPU; > 1: DDP training under torchrun).
+num_nodes=1            # Nodes per training job (> 1: multi-node DDP, with cmd_backend=slurm: srun per node).
 num_threads=1          # torch CPU threads per decoding/encoder job.
 train_num_threads=2    # torch CPU threads of a training job.
 dumpdir=dump           # Formatted audio, features and encoder caches.
@@ -74,6 +82,14 @@ decode_base=true       # Stage 7 decodes the base model too (the rows adapters a
 cross_eval=true        # Stage 7 also decodes every adapter on every other language (forgetting check).
 inference_tag=""       # Suffix of decode dirs; default: _beamN and/or _langauto when not greedy/forced.
 results=RESULTS.md     # Results table rewritten by stage 8.
+# Language ID and routing (stages 9-11: recipes with two or more --langs)
+lid_config=conf/lid/mlp_mean.yaml  # Stage 9: LID model (pooling, classifier) and its training.
+lid_crops="1 2 3"      # Stage 9: also LID accuracy on the first N seconds of each test utterance.
+route_strategies="oracle hard soft threshold base"  # Stage 10: routing strategies decoded.
+route_taus="0.5 0.7 0.9"  # Stage 10: threshold candidates; the one with the best dev WER is used on test.
+route_top_k=2          # Stage 10: adapters mixed by threshold routing when max p < tau.
+cs_kinds="inter rapid" # Stage 11: code-switched sets (inter: 2 sentences; rapid: 4 short ones alternating).
+cs_utts=16             # Stage 11: utterances per code-switched set.
 
 . utils/parse_options.sh
 
@@ -184,6 +200,20 @@ all_sets() {
 use_encoder_cache=false
 [ "$(lora_field where)" = decoder ] && use_encoder_cache=true
 feats_dir=${dumpdir}/${model_tag}
+# LID and routing need two languages; LID reads the base encoder's cached outputs (stage 5).
+routing=false
+[ "$(wc -w <<< "${langs}")" -lt 2 ] || routing=true
+route_tag=$(adapter_variants | head -n 1 | cut -d' ' -f1)   # routing uses the first adapter variant
+route_test=${test_sets%% *}
+lid_exp=${expdir}/${model_tag}_lid_$(basename "${lid_config}" .yaml)
+route_exp=${expdir}/${model_tag}_routing_${route_tag}
+# lid_sets SPLIT: the DATA:FEATS:CACHE triples of SPLIT for every language (train_lid/eval_lid).
+lid_sets() {
+    local lang
+    for lang in ${langs}; do
+        echo "${dumpdir}/raw/${lang}_$1:${feats_dir}/${lang}_$1:${feats_dir}/encoder/${lang}_$1"
+    done
+}
 
 if run_stage 1; then
     log "Stage 1: data preparation (${corpus}) -> data/<lang>_{train,dev,test}"
@@ -272,7 +302,7 @@ if run_stage 4; then
     done
 fi
 
-if run_stage 5 && ${use_encoder_cache}; then
+if run_stage 5 && { ${use_encoder_cache} || ${routing}; }; then
     log "Stage 5: encoder outputs of ${whisper_model} ${feats_dir}/<set> -> ${feats_dir}/encoder/<set>"
     for set_name in $(all_sets); do
         feats=${feats_dir}/${set_name}/feats.scp
@@ -294,6 +324,12 @@ fi
 if run_stage 6; then
     log "Stage 6: LoRA training (${train_config}) -> $(adapter_exp '<lang>' '<tag>'), one job array"
     if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu ${ngpu}"; else _cmd=${cuda_cmd}; fi
+    launcher=()
+    if [ "${num_nodes}" -gt 1 ]; then
+        # One training process group per node, started by srun inside the job (torchrun per node).
+        _cmd+=" --num-nodes ${num_nodes}"
+        launcher=(srun --ntasks-per-node 1)
+    fi
     # Every (language, adapter variant) cell not yet done gets a script cells/cell.N.sh;
     # all of them run as one array, so a re-run after a failure resubmits only what failed.
     cells=${expdir}/log/train_cells
@@ -318,13 +354,10 @@ if run_stage 6; then
             fi
             pending+=("${dir}|${sig}")
             # An interrupted training resumes from ${dir}/checkpoints/last with the same command.
-            printf '%q ' python3 -m espnet_adapters.bin.train_lora --lang "${lang}" "${data_opts[@]}" \
+            printf '%q ' "${launcher[@]}" python3 -m espnet_adapters.bin.train_lora --lang "${lang}" "${data_opts[@]}" \
                 --whisper_model "${whisper_model}" --lora_config "${config}" \
-                --train_config "${train_config}" --out_dir "${dir}" --ngpu "${ngpu}" \
+                --train_config "${train_config}" --out_dir "${dir}" --ngpu "${ngpu}" --num_nodes "${num_nodes}" \
                 --num_threads "${train_num_threads}" --seed "${seed}" > "${cells}/cell.${#pending[@]}.sh"
-            # The array's task log is the cell's own log, where ESPnet users look for it.
-            mkdir -p "${dir}/log"
-            ln -sfn "$(cd "${dir}/log" && pwd)/train.log" "${cells}/train.${#pending[@]}.log"
         done
     done < <(adapter_variants)
     if [ ${#pending[@]} -gt 0 ]; then
@@ -334,6 +367,8 @@ if run_stage 6; then
         failed=()
         for n in $(seq ${#pending[@]}); do
             dir=${pending[n-1]%%|*}
+            # The task's log also goes into the cell's dir, where ESPnet users look for it.
+            mkdir -p "${dir}/log" && cp -f "${cells}/train.${n}.log" "${dir}/log/train.log" 2>/dev/null || true
             if [ -f "${dir}/train.done" ] && grep -q '^# Ended (code 0)' "${cells}/train.${n}.log"; then
                 mark_done "${dir}" "${pending[n-1]#*|}"
                 log "  ${dir}: $(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print("best dev WER %.1f%% at step %d, %d trainable parameters" % (s["best_dev_wer"], s["best_step"], s["trainable_params"]))' "${dir}/train_stats.json")"
@@ -350,36 +385,109 @@ if run_stage 6; then
     fi
 fi
 
-# decode_set MODEL_DIR_TAG DATA_SET LANG [ADAPTER_DIR]: decodes one set into
-# ${expdir}/MODEL_DIR_TAG/decode_<set>${inference_tag} unless it is up to date.
-decode_set() {
-    local tag=$1 set_name=$2 adapter=${3:-}
+# run_decode DIR SET SIGNATURE PROGRAM [OPTION ...]: decodes ${dumpdir}/raw/SET into DIR with
+# --inference_nj jobs of espnet_adapters.bin.PROGRAM (whisper_decode or route_decode; their
+# common options are added here), unless DIR is up to date; merges hyp, hyp_lang[, routing].
+run_decode() {
+    local dir=$1 set_name=$2 sig=$3 program=$4
+    shift 4
     local data=${dumpdir}/raw/${set_name}
-    local dir=${expdir}/${tag}/decode_${set_name}${inference_tag}
-    local opts=(--feats_scp "${feats_dir}/${set_name}/feats.scp") sig
+    local opts=(--feats_scp "${feats_dir}/${set_name}/feats.scp") outs name
     ! ${use_encoder_cache} || opts+=(--encoder_cache "${feats_dir}/encoder/${set_name}")
-    sig="model=${whisper_model} beam=${beam_size} lang=${decode_lang} max_new=${max_new_tokens} $(checksum "${data}"/{wav.scp,utt2lang} "${feats_dir}/${set_name}/feats.scp")"
-    if [ -n "${adapter}" ]; then
-        opts+=(--adapter_dir "${adapter}")
-        sig+=" adapter=$(checksum "${adapter}/adapter_model.safetensors")"
-    fi
+    sig="${program} model=${whisper_model} beam=${beam_size} max_new=${max_new_tokens} ${sig} $(checksum "${data}"/{wav.scp,utt2lang} "${feats_dir}/${set_name}/feats.scp")"
     up_to_date "${dir}" "${dir}" "${sig}" && return
     mkdir -p "${dir}" && rm -f "${dir}/.done"
     split_keys "${data}/wav.scp" "${dir}/logdir" "${inference_nj}"
     if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu 1"; else _cmd=${decode_cmd}; fi
     ${_cmd} --num-threads "${num_threads}" JOB=1:"${_nj}" "${dir}/logdir/decode.JOB.log" \
-        python3 -m espnet_adapters.bin.whisper_decode --data_dir "${data}" \
+        python3 -m "espnet_adapters.bin.${program}" --data_dir "${data}" \
             --keys "${dir}/logdir/keys.JOB" --out_dir "${dir}/logdir/output.JOB" \
-            "${opts[@]}" \
+            "${opts[@]}" "$@" \
             --whisper_model "${whisper_model}" --beam_size "${beam_size}" \
             --batch_size "${batch_size}" --max_new_tokens "${max_new_tokens}" \
-            --lang_mode "${decode_lang}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
-    local outs
+            --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
     outs=$(for n in $(seq "${_nj}"); do echo "${dir}/logdir/output.${n}"; done)
-    merge_jobs hyp "${dir}/hyp" ${outs}
-    merge_jobs hyp_lang "${dir}/hyp_lang" ${outs}
+    for name in hyp hyp_lang routing; do
+        [ ! -f "${dir}/logdir/output.1/${name}" ] || merge_jobs "${name}" "${dir}/${name}" ${outs}
+    done
     mark_done "${dir}" "${sig}"
     log "  ${dir}: $(wc -l < "${dir}/hyp") hypotheses"
+}
+
+# decode_set MODEL_DIR_TAG DATA_SET [ADAPTER_DIR]: stage 7's decoding of one set into
+# ${expdir}/MODEL_DIR_TAG/decode_<set>${inference_tag}.
+decode_set() {
+    local tag=$1 set_name=$2 adapter=${3:-}
+    local opts=(--lang_mode "${decode_lang}") sig="lang=${decode_lang}"
+    if [ -n "${adapter}" ]; then
+        opts+=(--adapter_dir "${adapter}")
+        sig+=" adapter=$(checksum "${adapter}/adapter_model.safetensors")"
+    fi
+    run_decode "${expdir}/${tag}/decode_${set_name}${inference_tag}" "${set_name}" "${sig}" whisper_decode "${opts[@]}"
+}
+
+# write_results: ${results} from every scores.json, plus the routing report(s) of stage 11.
+write_results() {
+    local extra=()
+    if compgen -G "${expdir}/*_routing_*/routing.md" > /dev/null; then
+        cat "${expdir}"/*_routing_*/routing.md "${expdir}"/*_routing_*/codeswitch/report/codeswitch.md \
+            2>/dev/null > "${expdir}/results_extra.md" || true
+        extra=(--extra_md "${expdir}/results_extra.md")
+    fi
+    ${train_cmd} "${expdir}/log/make_results.log" \
+        python3 -m espnet_adapters.bin.make_results --exp_dir "${expdir}" --out "${results}" \
+            --command "${run_args}" "${extra[@]}"
+    log "Results in ${results}"
+}
+
+# pool_sets OUT SPLIT FILE...: FILEs of every language's SPLIT set concatenated into OUT/.
+pool_sets() {
+    local out=$1 split=$2 name lang
+    shift 2
+    mkdir -p "${out}"
+    for name in "$@"; do
+        for lang in ${langs}; do cat "${dumpdir}/raw/${lang}_${split}/${name}"; done | sort -k1,1 > "${out}/${name}.tmp"
+        mv "${out}/${name}.tmp" "${out}/${name}"
+    done
+}
+
+# routing_adapters: sets adapter_opts (--adapter LANG=DIR ...) and adapter_models (their
+# weight files) of the adapters that stages 10-11 route between; all must exist.
+routing_adapters() {
+    local lang adapter
+    adapter_opts=()
+    adapter_models=()
+    for lang in ${langs}; do
+        adapter=$(adapter_exp "${lang}" "${route_tag}")/adapter
+        if [ ! -f "${adapter}/adapter_model.safetensors" ]; then
+            log "Error: no adapter ${adapter}: run stage 6 first"
+            exit 1
+        fi
+        adapter_opts+=(--adapter "${lang}=${adapter}")
+        adapter_models+=("${adapter}/adapter_model.safetensors")
+    done
+}
+
+# route_pooled DIR SPLIT POSTERIORS [ROUTE_DECODE OPTION ...]: every language's SPLIT set
+# routed into DIR/<lang>_<split>, the hyps pooled into DIR/hyp (the system is not told the
+# language: posteriors decide), scored against the pooled references (per language too).
+route_pooled() {
+    local dir=$1 split=$2 posteriors=$3 lang sig
+    shift 3
+    sig="$* $(checksum "${adapter_models[@]}" ${posteriors:+"${posteriors}"})"
+    for lang in ${langs}; do
+        run_decode "${dir}/${lang}_${split}" "${lang}_${split}" "${sig}" route_decode \
+            "${adapter_opts[@]}" ${posteriors:+--posteriors "${posteriors}"} "$@"
+    done
+    for name in hyp hyp_lang routing; do
+        for lang in ${langs}; do cat "${dir}/${lang}_${split}/${name}"; done | sort -k1,1 > "${dir}/${name}.tmp"
+        mv "${dir}/${name}.tmp" "${dir}/${name}"
+    done
+    pool_sets "${route_exp}/ref_${split}" "${split}" text utt2lang
+    ${train_cmd} "${dir}/score/score.log" \
+        python3 -m espnet_adapters.bin.score --ref_text "${route_exp}/ref_${split}/text" --hyp_text "${dir}/hyp" \
+            --lang mul --set_name "pooled_${split}" --utt2category "${route_exp}/ref_${split}/utt2lang" \
+            --out_dir "${dir}/score"
 }
 
 # The decode dirs of stage 7, one "model_tag set lang adapter_dir" line each.
@@ -426,10 +534,116 @@ if run_stage 8; then
                 --hyp_text "${dir}/hyp" --lang "${lang}" --set_name "${set_name}" --out_dir "${dir}/score" \
                 "${categories[@]}"
     done < <(decode_plan)
-    ${train_cmd} "${expdir}/log/make_results.log" \
-        python3 -m espnet_adapters.bin.make_results --exp_dir "${expdir}" --out "${results}" \
-            --command "${run_args}"
-    log "Results in ${results}"
+    write_results
+fi
+
+if run_stage 9 && ${routing}; then
+    log "Stage 9: language ID (${lid_config}) on the frozen encoder's outputs -> ${lid_exp}"
+    sig="model=${whisper_model} seed=${seed} $(checksum "${lid_config}" \
+        $(for lang in ${langs}; do echo "${feats_dir}/${lang}_${train_split}/feats.scp ${feats_dir}/${lang}_dev/feats.scp"; done))"
+    if ! up_to_date "${lid_exp}" "${lid_exp}" "${sig}"; then
+        mkdir -p "${lid_exp}" && rm -f "${lid_exp}/.done"
+        ${train_cmd} --num-threads "${train_num_threads}" "${lid_exp}/log/train.log" \
+            python3 -m espnet_adapters.bin.train_lid --train_sets $(lid_sets "${train_split}") \
+                --dev_sets $(lid_sets dev) --config "${lid_config}" --out_dir "${lid_exp}" \
+                --whisper_model "${whisper_model}" --seed "${seed}" --num_threads "${train_num_threads}"
+        mark_done "${lid_exp}" "${sig}"
+    fi
+    # dev: posteriors for choosing tau; test: the report (crops and Whisper's own LID too).
+    for split in dev "${route_test}"; do
+        out=${lid_exp}/eval_${split}
+        opts=(--crop_seconds --whisper_baseline false)
+        [ "${split}" = dev ] || opts=(--crop_seconds ${lid_crops} --whisper_baseline true)
+        esig="${sig} ${opts[*]} $(checksum "${lid_exp}/lid_model.safetensors" \
+            $(for lang in ${langs}; do echo "${feats_dir}/${lang}_${split}/feats.scp"; done))"
+        up_to_date "${out}" "${out}" "${esig}" && continue
+        mkdir -p "${out}" && rm -f "${out}/.done"
+        ${decode_cmd} --num-threads "${num_threads}" "${out}/eval.log" \
+            python3 -m espnet_adapters.bin.eval_lid --lid_dir "${lid_exp}" --test_sets $(lid_sets "${split}") \
+                --out_dir "${out}" --whisper_model "${whisper_model}" --num_threads "${num_threads}" "${opts[@]}"
+        mark_done "${out}" "${esig}"
+        log "  ${out}: $(python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["systems"]; print(", ".join("%s accuracy %.1f%%" % (k, 100 * v["accuracy"]) for k, v in r.items()))' "${out}/results.json")"
+    done
+fi
+
+if run_stage 10 && ${routing}; then
+    log "Stage 10: routing (${route_strategies}) on the pooled ${route_test} sets -> ${route_exp}"
+    routing_adapters
+    tau=""
+    if [[ " ${route_strategies} " == *" threshold "* ]]; then
+        for candidate in ${route_taus}; do
+            route_pooled "${route_exp}/dev/threshold_tau${candidate}" dev "${lid_exp}/eval_dev/posteriors" \
+                --strategy threshold --tau "${candidate}" --top_k "${route_top_k}"
+        done
+        # The tau with the lowest pooled dev WER (ties: the higher tau, fewer mixtures).
+        tau=$(python3 - "${route_exp}" ${route_taus} <<'PY'
+import json, sys
+from pathlib import Path
+exp, taus = Path(sys.argv[1]), sys.argv[2:]
+rows = []
+for tau in taus:
+    s = json.loads((exp / "dev" / f"threshold_tau{tau}" / "score" / "scores.json").read_text())
+    rows.append({"tau": float(tau), "dev_wer": s["wer"], "dev_cer": s["cer"]})
+chosen = min(rows, key=lambda r: (r["dev_wer"], -r["tau"]))["tau"]
+(exp / "tau_selection.json").write_text(json.dumps({"candidates": rows, "chosen": chosen}, indent=2) + "\n")
+print(chosen)
+PY
+)
+        log "  threshold: tau ${tau} (best pooled dev WER of ${route_taus})"
+    fi
+    for strategy in ${route_strategies}; do
+        opts=(--strategy "${strategy}")
+        posteriors=${lid_exp}/eval_${route_test}/posteriors
+        case "${strategy}" in
+            oracle|base) posteriors="" ;;
+            threshold) opts+=(--tau "${tau}" --top_k "${route_top_k}") ;;
+        esac
+        route_pooled "${route_exp}/${strategy}" "${route_test}" "${posteriors}" "${opts[@]}"
+        log "  ${strategy}: $(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print("pooled WER %.1f%% CER %.1f%%" % (s["wer"], s["cer"]))' "${route_exp}/${strategy}/score/scores.json")"
+    done
+fi
+
+if run_stage 11 && ${routing} && [ -n "${cs_kinds}" ]; then
+    log "Stage 11: code-switching (${cs_kinds}) from the ${route_test} sets -> ${route_exp}/codeswitch"
+    routing_adapters
+    for kind in ${cs_kinds}; do
+        data=${dumpdir}/raw/cs_${kind}
+        sig="utts=${cs_utts} seed=${seed} $(checksum $(for lang in ${langs}; do echo "${dumpdir}/raw/${lang}_${route_test}/wav.scp"; done))"
+        if ! up_to_date "${data}" "${data}" "${sig}"; then
+            ${train_cmd} "${expdir}/log/make_codeswitch_${kind}.log" \
+                python3 -m espnet_adapters.bin.make_codeswitch --kind "${kind}" --num_utts "${cs_utts}" \
+                    --seed "${seed}" --in_dirs $(for lang in ${langs}; do echo "${dumpdir}/raw/${lang}_${route_test}"; done) \
+                    --out_dir "${data}" --audio_dir "${dumpdir}/audio/cs_${kind}"
+            mark_done "${data}" "${sig}"
+        fi
+        dir=${route_exp}/codeswitch/cs_${kind}
+        dsig="${sig} model=${whisper_model} max_new=${max_new_tokens} $(checksum "${lid_exp}/lid_model.safetensors" "${adapter_models[@]}")"
+        up_to_date "${dir}" "${dir}" "${dsig}" && continue
+        mkdir -p "${dir}" && rm -f "${dir}/.done"
+        if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu 1"; else _cmd=${decode_cmd}; fi
+        ${_cmd} --num-threads "${num_threads}" "${dir}/decode.log" \
+            python3 -m espnet_adapters.bin.codeswitch_decode --data_dir "${data}" --lid_dir "${lid_exp}" \
+                "${adapter_opts[@]}" --out_dir "${dir}" --whisper_model "${whisper_model}" \
+                --max_new_tokens "${max_new_tokens}" --num_threads "${num_threads}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))"
+        mark_done "${dir}" "${dsig}"
+    done
+fi
+
+if run_stage 12 && ${routing}; then
+    log "Stage 12: LID, routing and code-switching report -> ${route_exp}/{routing,codeswitch}.md, ${results}"
+    link_dir=$(dirname "${results}")
+    ${train_cmd} "${route_exp}/log/report.log" \
+        python3 -m espnet_adapters.bin.routing_report --routing_dir "${route_exp}" --lid_dir "${lid_exp}" \
+            --utt2lang "${route_exp}/ref_${route_test}/utt2lang" --strategies ${route_strategies} \
+            --out_md "${route_exp}/routing.md" --out_png "${route_exp}/routing.png" --link_dir "${link_dir}"
+    if [ -n "${cs_kinds}" ]; then
+        ${train_cmd} "${route_exp}/log/codeswitch_report.log" \
+            python3 -m espnet_adapters.bin.codeswitch_report \
+                --sets $(for kind in ${cs_kinds}; do echo "${dumpdir}/raw/cs_${kind}:${route_exp}/codeswitch/cs_${kind}"; done) \
+                --single_hyps "${route_exp}/oracle/hyp" --out_dir "${route_exp}/codeswitch/report" \
+                --link_dir "${link_dir}"
+    fi
+    write_results
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

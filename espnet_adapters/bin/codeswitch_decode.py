@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""Decode code-switched utterances (make_codeswitch) by routing segments to language adapters.
+
+Per utterance (at most 30 s): its log-mel goes once through the *base* encoder
+(adapters off: the LID was trained on the frozen encoder's outputs), and the
+LID model (train_lid) classifies sliding windows over the valid encoder frames
+(``--win_seconds`` every ``--hop_seconds``; frames are 20 ms).  Each window's
+label is its argmax, smoothed by a majority vote over ``--smooth_windows``
+windows centred on it (ties go to the label of larger summed posterior).  A
+switch is placed where the smoothed label changes, at the centre of the first
+window with the new label: a window takes the new label once most of its
+frames are in the new language, i.e. when its centre passes the true switch,
+so the centre is the unbiased estimate (up to half a hop).  The switch points
+cut the audio into segments, each decoded on its own with its language's
+adapter and that language's token forced; the segment hypotheses are joined in
+time order.
+
+Systems, all in one run with the same routed model (see route_decode):
+  segments         the LID-detected segments, as above
+  oracle_segments  the true segments and languages (segments_truth): the upper bound
+  utterance_hard   one LID decision on all the utterance's frames -> one adapter
+                   for the whole utterance (route_decode's hard routing)
+  base             no adapter; Whisper detects the language itself
+
+Writes, atomically, into ``--out_dir``:
+  <system>/hyp            Kaldi text: ``utt hypothesis``
+  <system>/hyp_segments   ``utt start end lang text``: one line per decoded piece
+                          (the whole utterance for utterance_hard and base)
+  segments/detected       ``utt t1 t2 ...``: the detected switch times (s)
+  segments/posteriors/<utt>.npy
+                          float32 (n_windows, 1 + n_labels): the window centre (s),
+                          then the posterior of each LID label (stats.json lid.labels)
+  stats.json              utterances, audio seconds, LID windowing, timings of the
+                          analysis (encoder, LID) and of each system's decoding, options
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from peft import PeftModel
+from tqdm import tqdm
+from transformers import WhisperProcessor
+
+from espnet_adapters.bin.eval_lid import lid_base_model
+from espnet_adapters.bin.make_codeswitch import (
+    SEGMENTS_TRUTH, TruthSegment, read_segments_truth, write_segment_table, write_times,
+)
+from espnet_adapters.bin.route_decode import parse_adapter_arg, load_adapter_dirs, batch_key, decode_routed
+from espnet_adapters.data.audio import read_audio
+from espnet_adapters.data.kaldi import read_map_lines, write_map
+from espnet_adapters.lid.data import ENCODER_STRIDE, valid_encoder_frames
+from espnet_adapters.lid.models import predict_proba, window_posteriors, window_starts
+from espnet_adapters.lid.store import LoadedLid, load_lid
+from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
+from espnet_adapters.utils.fileio import atomic_dir
+from espnet_adapters.whisper.decode import DecodeOptions
+from espnet_adapters.whisper.features import SAMPLE_RATE, logmel, stack_features
+from espnet_adapters.whisper.model import pick_device
+from espnet_adapters.whisper.routing import adapter_languages, load_routed_whisper
+
+logger = logging.getLogger(__name__)
+
+SYSTEMS = ("segments", "oracle_segments", "utterance_hard", "base")
+SEGMENT_SYSTEM = "segments"
+
+
+# --------------------------------------------------------------------------- switch detection (pure)
+
+
+class Span(NamedTuple):
+    """A stretch of an utterance and the language it is decoded in (None: Whisper detects it)."""
+
+    start: float
+    end: float
+    lang: str | None
+
+
+def window_centers(n_frames: int, win_frames: int, hop_frames: int, frame_seconds: float) -> np.ndarray:
+    """Centre time (s) of each window of :func:`window_starts`; the last window may be shorter."""
+    starts = window_starts(n_frames, win_frames, hop_frames)
+    return np.array([(start + min(win_frames, n_frames - start) / 2) * frame_seconds for start in starts])
+
+
+def smooth_labels(posteriors: np.ndarray, smooth_windows: int) -> np.ndarray:
+    """Majority vote of the window argmaxes over ``smooth_windows`` windows centred on each one.
+
+    A lone window that flips to another language (a noisy window, a loan
+    word) is outvoted instead of cutting the utterance into a short segment
+    that would be decoded alone.  The neighbourhood is clipped at the ends;
+    ties go to the label with the larger summed posterior in it.
+    """
+    if smooth_windows < 1 or smooth_windows % 2 == 0:
+        raise ValueError(f"smooth_windows must be odd and >= 1, got {smooth_windows}")
+    labels = posteriors.argmax(axis=1)
+    half = smooth_windows // 2
+    smoothed = np.empty(len(labels), dtype=np.int64)
+    for index in range(len(labels)):
+        low, high = max(0, index - half), min(len(labels), index + half + 1)
+        votes = np.bincount(labels[low:high], minlength=posteriors.shape[1])
+        mass = posteriors[low:high].sum(axis=0)
+        smoothed[index] = int(np.argmax(np.where(votes == votes.max(), mass, -np.inf)))
+    return smoothed
+
+
+def detect_spans(
+    posteriors: np.ndarray, centers: np.ndarray, duration: float, labels: Sequence[str], smooth_windows: int
+) -> list[Span]:
+    """Segments between the switch points of the smoothed window labels; they tile [0, duration].
+
+    A switch is at the centre of the first window of the new label (module
+    docstring); one at or past the end of the audio (only possible for a last
+    window longer than the signal) is dropped.
+    """
+    smoothed = smooth_labels(posteriors, smooth_windows)
+    starts = [(0.0, int(smoothed[0]))]
+    for index in range(1, len(smoothed)):
+        if smoothed[index] != smoothed[index - 1] and centers[index] < duration:
+            starts.append((float(centers[index]), int(smoothed[index])))
+    ends = [start for start, _ in starts[1:]] + [duration]
+    return [Span(start, end, labels[label]) for (start, label), end in zip(starts, ends, strict=True)]
+
+
+def switch_times(spans: Sequence[Span]) -> list[float]:
+    """Where the language changes between consecutive spans."""
+    return [b.start for a, b in zip(spans, spans[1:]) if a.lang != b.lang]
+
+
+# --------------------------------------------------------------------------- per-utterance analysis
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One decoding unit of a system: a span of an utterance and its features."""
+
+    key: str
+    utt: str
+    span: Span
+    feats: np.ndarray
+
+
+@dataclass
+class Timer:
+    """Seconds spent per activity, for stats.json."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, start: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class Windowing:
+    """The LID's sliding windows and the smoothing of their labels."""
+
+    win_frames: int
+    hop_frames: int
+    frame_seconds: float
+    smooth_windows: int
+
+
+@dataclass
+class Analysis:
+    """What the analysis pass gives: pieces per system, window posteriors and detected switches per utterance."""
+
+    pieces: dict[str, list[Piece]]
+    windows: dict[str, np.ndarray]  # utt -> (n_windows, 1 + n_labels)
+    detected: dict[str, list[float]]
+    audio_seconds: float = 0.0
+
+
+def _cut(audio: np.ndarray, span: Span, extractor: Any, where: str) -> np.ndarray:
+    """The trimmed log-mel of one span of the audio, as if it were an utterance of its own."""
+    piece = audio[int(round(span.start * SAMPLE_RATE)) : int(round(span.end * SAMPLE_RATE))]
+    return logmel(piece, extractor, where=f"{where} ({span.start:.2f}-{span.end:.2f} s)")
+
+
+@torch.inference_mode()
+def _base_frames(model: PeftModel, feats: np.ndarray) -> torch.Tensor:
+    """The base encoder's valid frames (T, d_model): adapters off, as the LID saw them in training."""
+    with model.disable_adapter():
+        inputs = stack_features([feats]).to(model.device, model.dtype)
+        outputs = model.get_encoder()(input_features=inputs).last_hidden_state[0]
+    return outputs[: valid_encoder_frames(len(feats), outputs.shape[0])].float()
+
+
+def _span_pieces(utt: str, spans: Sequence[Span], audio: np.ndarray, extractor: Any, where: str) -> list[Piece]:
+    return [Piece(f"{utt}-{index:02d}", utt, span, _cut(audio, span, extractor, where))
+            for index, span in enumerate(spans)]
+
+
+def analyse(
+    model: PeftModel, processor: WhisperProcessor, lid: LoadedLid, wav_scp: Mapping[str, tuple[int, str]],
+    wav_scp_path: Path, truth: Mapping[str, list[TruthSegment]], systems: Sequence[str], windowing: Windowing,
+    timer: Timer,
+) -> Analysis:
+    """Read every utterance, run the base encoder and the LID once, and cut each system's pieces."""
+    extractor = processor.feature_extractor
+    result = Analysis(defaultdict(list), {}, {})
+    for utt, (lineno, entry) in tqdm(wav_scp.items(), desc="encoder + lid", mininterval=10):
+        where = f"{wav_scp_path}:{lineno}"
+        start = time.perf_counter()
+        audio = read_audio(entry, SAMPLE_RATE, where)
+        feats = logmel(audio, extractor, where=where)
+        frames = _base_frames(model, feats)
+        timer.add("encoder", start)
+        start = time.perf_counter()
+        posteriors = window_posteriors(frames, lid.model, windowing.win_frames, windowing.hop_frames).numpy()
+        utterance = predict_proba(lid.model, [frames], 1)[0].numpy()
+        timer.add("lid", start)
+        duration = len(audio) / SAMPLE_RATE
+        centers = window_centers(len(frames), windowing.win_frames, windowing.hop_frames, windowing.frame_seconds)
+        detected = detect_spans(posteriors, centers, duration, lid.labels, windowing.smooth_windows)
+        result.windows[utt] = np.column_stack([centers, posteriors]).astype(np.float32)
+        result.detected[utt] = switch_times(detected)
+        result.audio_seconds += duration
+        whole = {"utterance_hard": lid.labels[int(utterance.argmax())], "base": None}
+        start = time.perf_counter()
+        for system in systems:
+            if system in whole:
+                result.pieces[system].append(Piece(utt, utt, Span(0.0, duration, whole[system]), feats))
+            else:
+                spans = detected if system == SEGMENT_SYSTEM else [Span(s.start, s.end, s.lang) for s in truth[utt]]
+                result.pieces[system] += _span_pieces(utt, spans, audio, extractor, where)
+        timer.add("segment_features", start)
+    return result
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode_pieces(
+    model: PeftModel, processor: WhisperProcessor, pieces: Sequence[Piece], opts: DecodeOptions
+) -> dict[str, tuple[str, str]]:
+    """key -> (decoded language, text): each piece with its language's adapter alone, or none (lang None)."""
+    languages = adapter_languages(model)
+    weights, routed = {}, {}
+    for piece in pieces:
+        row = torch.zeros(len(languages))
+        if piece.span.lang is not None:
+            row[languages.index(piece.span.lang)] = 1.0
+        weights[piece.key], routed[piece.key] = row, piece.span.lang
+    items = [(piece.key, piece.feats, batch_key(weights[piece.key], languages)) for piece in pieces]
+    hyps = decode_routed(model, processor, items, None, weights, routed, opts)
+    return {hyp.utt_id: (hyp.lang, hyp.text) for hyp in hyps}
+
+
+def joined_hyps(pieces: Sequence[Piece], decoded: Mapping[str, tuple[str, str]]) -> dict[str, str]:
+    """utt -> its pieces' texts joined in time order (pieces are listed in time order per utterance)."""
+    texts: dict[str, list[str]] = defaultdict(list)
+    for piece in pieces:
+        texts[piece.utt].append(decoded[piece.key][1])
+    return {utt: " ".join(text for text in parts if text) for utt, parts in texts.items()}
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    parser = make_parser(__doc__)
+    parser.add_argument("--data_dir", type=Path, required=True, help="make_codeswitch's dir (wav.scp, segments_truth).")
+    parser.add_argument("--lid_dir", type=Path, required=True, help="train_lid's output (lid.json).")
+    parser.add_argument("--adapter", type=parse_adapter_arg, action="append", required=True, metavar="LANG=DIR",
+                        help="A language's LoRA adapter; repeat for every LID label.")
+    parser.add_argument("--out_dir", type=Path, required=True, help="Where the outputs (listed above) go.")
+    parser.add_argument("--whisper_model", default=None, help="Base model; default: lid.json's base_model.")
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="Systems to decode.")
+    parser.add_argument("--win_seconds", type=float, default=1.0, help="LID window length (s).")
+    parser.add_argument("--hop_seconds", type=float, default=0.2, help="LID window hop (s).")
+    parser.add_argument("--smooth_windows", type=int, default=5, help="Majority vote over this many windows (odd).")
+    parser.add_argument("--beam_size", type=int, default=1, help="1 = greedy search.")
+    parser.add_argument("--batch_size", type=int, default=8, help="Pieces per generate() call.")
+    parser.add_argument("--max_new_tokens", type=int, default=224, help="Cap on generated tokens per piece.")
+    parser.add_argument("--ngpu", type=int, default=0, help="0 decodes on the CPU, 1 on a CUDA device.")
+    parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads.")
+    return parser
+
+
+def _windowing(args: argparse.Namespace, processor: WhisperProcessor) -> Windowing:
+    """Window, hop and smoothing in encoder frames (2 log-mel hops each: 20 ms for Whisper)."""
+    frame_seconds = ENCODER_STRIDE * processor.feature_extractor.hop_length / SAMPLE_RATE
+    win, hop = round(args.win_seconds / frame_seconds), round(args.hop_seconds / frame_seconds)
+    if win < 1 or hop < 1:
+        raise UserInputError(f"--win_seconds and --hop_seconds must be at least one frame ({frame_seconds} s)")
+    if args.smooth_windows < 1 or args.smooth_windows % 2 == 0:
+        raise UserInputError(f"--smooth_windows {args.smooth_windows}: must be odd and >= 1")
+    return Windowing(win, hop, frame_seconds, args.smooth_windows)
+
+
+def _truth(args: argparse.Namespace, utts: Sequence[str], languages: Sequence[str]) -> dict[str, list[TruthSegment]]:
+    """The true segments, needed by oracle_segments only; every language must have an adapter."""
+    if "oracle_segments" not in args.systems:
+        return {}
+    path = args.data_dir / SEGMENTS_TRUTH
+    truth = read_segments_truth(path)
+    for utt in utts:
+        if utt not in truth:
+            raise UserInputError(f"{path}: no segments for utterance {utt}")
+        unknown = [seg.lang for seg in truth[utt] if seg.lang not in languages]
+        if unknown:
+            raise UserInputError(f"{path}: {utt}: no adapter for language {unknown[0]} (--adapter)")
+    return truth
+
+
+def _system_stats(pieces: Sequence[Piece], seconds: float, n_utts: int, audio_seconds: float) -> dict[str, Any]:
+    return {"pieces": len(pieces), "decode_seconds": round(seconds, 3),
+            "ms_per_utterance": round(1000 * seconds / n_utts, 2), "rtf": round(seconds / audio_seconds, 4)}
+
+
+def _write(out: Path, analysis: Analysis, decoded: Mapping[str, Mapping[str, tuple[str, str]]],
+           stats: Mapping[str, Any]) -> None:
+    """Every output, into a temporary dir swapped in at the end."""
+    with atomic_dir(out) as tmp:
+        for system, results in decoded.items():
+            pieces = analysis.pieces[system]
+            write_map(tmp / system / "hyp", joined_hyps(pieces, results))
+            write_segment_table(tmp / system / "hyp_segments", [
+                (p.utt, p.span.start, p.span.end, results[p.key][0], results[p.key][1]) for p in pieces
+            ])
+        write_times(tmp / SEGMENT_SYSTEM / "detected", analysis.detected)
+        (tmp / SEGMENT_SYSTEM / "posteriors").mkdir(parents=True)
+        for utt, windows in analysis.windows.items():
+            np.save(tmp / SEGMENT_SYSTEM / "posteriors" / f"{utt}.npy", windows)
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Analyse every utterance once, decode each system's pieces, write the outputs."""
+    torch.set_num_threads(args.num_threads)
+    adapters = load_adapter_dirs(args)
+    lid = load_lid(args.lid_dir, expected_labels=list(adapters))
+    whisper_model = lid_base_model(args, lid)
+    device = pick_device(args.ngpu)
+    lid.model.to(device)
+    model, processor = load_routed_whisper(whisper_model, device, adapters)
+    windowing = _windowing(args, processor)
+    wav_scp_path = args.data_dir / "wav.scp"
+    wav_scp = read_map_lines(wav_scp_path)
+    truth = _truth(args, list(wav_scp), adapter_languages(model))
+    systems = [system for system in SYSTEMS if system in args.systems]
+    timer = Timer()
+    analysis = analyse(model, processor, lid, wav_scp, wav_scp_path, truth, systems, windowing, timer)
+    decoded, system_stats = {}, {}
+    for system in systems:
+        opts = DecodeOptions(args.beam_size, args.batch_size, args.max_new_tokens,
+                             "auto" if system == "base" else "forced")
+        start = time.perf_counter()
+        decoded[system] = decode_pieces(model, processor, analysis.pieces[system], opts)
+        system_stats[system] = _system_stats(analysis.pieces[system], time.perf_counter() - start,
+                                             len(wav_scp), analysis.audio_seconds)
+        logger.info("%s: %d pieces in %.1f s", system, len(analysis.pieces[system]),
+                    system_stats[system]["decode_seconds"])
+    stats = {
+        "utterances": len(wav_scp),
+        "audio_seconds": round(analysis.audio_seconds, 2),
+        "lid": {"lid_dir": str(args.lid_dir), "labels": lid.labels, "win_frames": windowing.win_frames,
+                "hop_frames": windowing.hop_frames, "frame_seconds": windowing.frame_seconds,
+                "smooth_windows": windowing.smooth_windows},
+        "analysis_seconds": {name: round(value, 3) for name, value in timer.seconds.items()},
+        "lid_ms_per_utterance": round(1000 * timer.seconds["lid"] / len(wav_scp), 3),
+        "detected_switches": sum(len(times) for times in analysis.detected.values()),
+        "systems": system_stats,
+        "whisper_model": whisper_model,
+        "adapters": {lang: str(path) for lang, path in adapters.items()},
+        "options": {"beam_size": args.beam_size, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens},
+        "device": str(device),
+        "num_threads": args.num_threads,
+    }
+    _write(args.out_dir, analysis, decoded, stats)
+    logger.info("decoded %d code-switched utterances (%s) -> %s", len(wav_scp), ", ".join(systems), args.out_dir)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m espnet_adapters.bin.codeswitch_decode --help``."""
+    return run_main(get_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
