@@ -100,3 +100,23 @@ def test_unset_corpus_variable_is_named(recipe: Path) -> None:
     assert result.returncode != 0
     log = (recipe / "exp_unset" / "log" / "data_prep_hi.log").read_text(encoding="utf-8")
     assert "MLS is not set: point it at the mls corpus in db.sh" in log
+
+
+@pytest.mark.parametrize("lang", ["it", "pa", "te"])
+def test_other_languages_mix_their_corpora(lang: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """conf/data/<lang>.yaml: Italian MLS + Common Voice, Punjabi and Telugu Kathbath + Common Voice, FLEURS test."""
+    from fixtures import mls
+
+    from espnet_adapters.bin import prepare_lang
+
+    first = {"it": ("MLS", mls.build), "pa": ("KATHBATH", kathbath.build), "te": ("KATHBATH", kathbath.build)}[lang]
+    monkeypatch.setenv(first[0], str(first[1](tmp_path / "first", lang)))
+    monkeypatch.setenv("COMMONVOICE", str(commonvoice.build(tmp_path / "cv", lang)))
+    monkeypatch.setenv("FLEURS", str(fleurs.build(tmp_path / "fleurs", lang)))
+    data = tmp_path / "data"
+    assert prepare_lang.main(["--lang", lang, "--config", str(REPO / f"conf/data/{lang}.yaml"),
+                              "--data_dir", str(data)]) == 0
+    for split in ("train", "dev", "test"):
+        assert validate_data_dir(data / f"{lang}_{split}", check_audio=True) == []
+    assert set(read_map(data / f"{lang}_train" / "utt2category").values()) == {first[0].lower(), "commonvoice"}
+    assert set(read_map(data / f"{lang}_test" / "utt2category").values()) == {first[0].lower(), "commonvoice", "fleurs"}
