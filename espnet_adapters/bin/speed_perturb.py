@@ -4,8 +4,10 @@
 For each factor f other than 1.0, every utterance gets a copy whose id and speaker
 are prefixed ``sp<f>-`` (the perturbed speaker is a new speaker: pitch and tempo
 both change) and whose ``wav.scp`` entry pipes the original audio through
-``sox ... speed f``.  No audio is written here: the format stage decodes the pipes
-like any other corpus entry.  Durations in ``utt2dur`` are divided by f.  Factor
+``sox -R ... speed f``.  No audio is written here: the format stage decodes the pipes
+like any other corpus entry.  ``-R`` seeds sox's automatic dither: without it every
+decode of a pipe gives different samples, so two runs of the format stage (say
+local and SLURM) would not produce the same features.  Durations in ``utt2dur`` are divided by f.  Factor
 1.0 keeps the original utterances unchanged.
 """
 
@@ -35,8 +37,8 @@ def get_parser() -> argparse.ArgumentParser:
 def perturbed_entry(entry: str, factor: float) -> str:
     """A ``wav.scp`` value whose output is ``entry``'s audio at ``factor`` times the speed."""
     if entry.rstrip().endswith("|"):
-        return f"{entry.rstrip()[:-1].rstrip()} | sox -t wav - -t wav - speed {factor} |"
-    return f"sox {shlex.quote(entry)} -t wav - speed {factor} |"
+        return f"{entry.rstrip()[:-1].rstrip()} | sox -R -t wav - -t wav - speed {factor} |"
+    return f"sox -R {shlex.quote(entry)} -t wav - speed {factor} |"
 
 
 def run(args: argparse.Namespace) -> None:

@@ -179,7 +179,11 @@ if [ -n "${lora_ranks}" ]; then
         python3 -c 'import sys, yaml
 src, rank, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 spec = yaml.safe_load(open(src))
-spec["lora_alpha"], spec["r"] = spec["lora_alpha"] * rank / spec["r"], rank
+# The same scaling alpha/r at every rank; lora_alpha is an integer (peft, our validator).
+alpha, r = spec["lora_alpha"], spec["r"]
+if alpha * rank % r:
+    sys.exit(f"{src}: lora_alpha {alpha} at r {r} scales to a fractional alpha at rank {rank}")
+spec["lora_alpha"], spec["r"] = alpha * rank // r, rank
 open(out + ".tmp", "w").write(f"# {src} at rank {rank} (--lora_ranks)\n" + yaml.safe_dump(spec, sort_keys=False))' \
             "${lora_config}" "${rank}" "${config}"
         mv "${config}.tmp" "${config}"
