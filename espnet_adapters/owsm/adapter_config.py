@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.whisper.lora import LoraSpec
@@ -111,3 +114,16 @@ def lora_train_config(base: Mapping[str, Any], spec: LoraSpec, preset: Mapping[s
     preprocessor.update(text_prev_apply_prob=0.0, time_apply_prob=0.0)
     config["preprocessor_conf"] = preprocessor
     return config
+
+
+def lora_parameter_count(model_file: Path, adapter_conf: Mapping[str, Any]) -> int:
+    """LoRA parameters ``adapter_conf`` adds to the model of ``model_file``: r x (in + out) per matched Linear.
+
+    Target names the model lacks match nothing (see SUB_BLOCKS); none matching at all is an error.
+    """
+    state = torch.load(model_file, map_location="cpu", weights_only=True, mmap=True)
+    rank = int(adapter_conf["rank"])
+    shapes = [state[f"{name}.weight"].shape for name in adapter_conf["target_modules"] if f"{name}.weight" in state]
+    if not shapes:
+        raise UserInputError(f"{model_file}: none of the LoRA targets exists ({adapter_conf['target_modules'][:3]} ...)")
+    return sum(rank * (out_features + in_features) for out_features, in_features in shapes)

@@ -19,6 +19,7 @@ the model never saw with that language.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -92,3 +93,22 @@ def make_s2t_dir(src: Path, dst: Path, lang: str | None = None) -> int:
         write_map(tmp / "text.prev", previous)
         write_map(tmp / "text.ctc", ctc)
     return len(text)
+
+
+def audio_type(wav_scp: Path) -> str:
+    """ESPnet's loader type for a wav.scp: ``kaldi_ark`` for our ark dumps, else ``sound`` (files, pipes)."""
+    first = wav_scp.read_text(encoding="utf-8").split("\n", 1)[0].split(maxsplit=1)
+    if len(first) != 2:
+        raise UserInputError(f"{wav_scp}:1: expected 'utt audio'")
+    return "kaldi_ark" if re.search(r"\.ark:\d+$", first[1].strip()) else "sound"
+
+
+def data_args(split: str, s2t_dir: Path) -> list[str]:
+    """``--{split}_data_path_and_name_and_type`` options of ESPnet's S2T task for an S2T dir."""
+    option = f"--{split}_data_path_and_name_and_type"
+    return [
+        option, f"{s2t_dir}/wav.scp,speech,{audio_type(s2t_dir / 'wav.scp')}",
+        option, f"{s2t_dir}/text.prev,text_prev,text",
+        option, f"{s2t_dir}/text.ctc,text_ctc,text",
+        option, f"{s2t_dir}/text,text,text",
+    ]

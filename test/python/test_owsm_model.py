@@ -13,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -24,10 +27,11 @@ import soundfile
 import torch
 import yaml
 
-from espnet_adapters.bin import owsm_decode
+from espnet_adapters.bin import owsm_decode, owsm_lora_config
 from espnet_adapters.data.kaldi import read_map, write_data_dir
 from espnet_adapters.owsm.adapter_config import lora_train_config
 from espnet_adapters.owsm.build import attach_lora, init_model, lora_state, pack_model, s2t_task
+from espnet_adapters.owsm.data import data_args, make_s2t_dir
 from espnet_adapters.owsm.decode import DecodeOptions, load_speech2text, transcribe
 from espnet_adapters.owsm.model import fetch_owsm
 from espnet_adapters.owsm.tokens import train_bpe, write_token_list
@@ -112,8 +116,10 @@ def test_generated_config_trains_only_lora(tiny: dict[str, Path], caplog) -> Non
     summary = re.search(r"Total Number of model parameters: ([\d.]+\s*\w?).*?Number of trainable parameters: ([\d.]+\s*\w?)",
                         caplog.text, re.S)
     assert summary, caplog.text[-2000:]
+    from espnet2.torch_utils.model_summary import get_human_readable_count
+
     d_model = 128
-    assert summary.group(2).strip() == f"{len(targets) * spec.r * 2 * d_model / 1000:.2f} K"
+    assert summary.group(2).strip() == get_human_readable_count(len(targets) * spec.r * 2 * d_model).strip()
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +211,49 @@ def test_decode_entry_point_writes_hyps_per_job(tiny: dict[str, Path], adapter: 
     # A language without an OWSM token: a clear error, no output.
     assert owsm_decode.main([*common, "--lang", "xx", "--out_dir", str(tiny["root"] / "decode_xx")]) == 1
     assert "'xx' has no ISO 639-3 code" in caplog.text and not (tiny["root"] / "decode_xx").exists()
+
+
+def _noise_dir(path: Path, utts: dict[str, str], seed: int) -> Path:
+    """A Kaldi dir of 1 s noise clips with the given transcripts (utt ids start with the language)."""
+    rng = np.random.default_rng(seed)
+    wavs = {}
+    for utt in utts:
+        wavs[utt] = str(path.parent / f"{path.name}-{utt}.wav")
+        soundfile.write(wavs[utt], rng.normal(0, 0.1, 16000).astype(np.float32), 16000)
+    write_data_dir(path, wav_scp=wavs, text=utts, utt2spk={u: u.split("-")[0] for u in utts},
+                   utt2lang={u: u[:2] for u in utts})
+    return path
+
+
+def test_lora_training_through_espnet_entry_point(tiny: dict[str, Path], capsys) -> None:
+    root = tiny["root"] / "train"
+    root.mkdir()
+    for split, count, seed in (("train", 6, 4), ("dev", 2, 5)):
+        kaldi = _noise_dir(root / f"hi_{split}", {f"hi_m{i}-u{i}": SENTENCES[i % 2] for i in range(count)}, seed)
+        make_s2t_dir(kaldi, root / f"s2t_{split}")
+    exp = root / "exp"
+    common = ["--owsm_model", str(tiny["pack"]), "--owsm_cache", str(tiny["root"] / "cache")]
+    assert owsm_lora_config.main([*common, "--lora_config", str(REPO / "conf/lora/r8_qv_dec.yaml"),
+                                  "--train_preset", str(REPO / "conf/owsm/lora_train.yaml"),
+                                  "--out", str(root / "train.yaml"), "--adapter_meta", str(exp / "adapter.yaml")]) == 0
+    lora_count = int(capsys.readouterr().out.split()[-1])
+    assert lora_count == 8 * 8 * (128 + 128)
+    model = fetch_owsm(str(tiny["pack"]), tiny["root"] / "cache")
+    cmd = [sys.executable, "-m", "espnet_adapters.bin.espnet_run", "espnet2.bin.s2t_train",
+           "--config", str(root / "train.yaml"), "--init_param", str(model.model_file), "--output_dir", str(exp),
+           "--ngpu", "0", "--max_epoch", "1", "--batch_size", "3",
+           "--train_shape_file", str(root / "s2t_train/text"), "--valid_shape_file", str(root / "s2t_dev/text"),
+           *data_args("train", root / "s2t_train"), *data_args("valid", root / "s2t_dev")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from espnet2.torch_utils.model_summary import get_human_readable_count
+
+    trained = re.search(r"Number of trainable parameters: (.+?) \(", done.stderr)
+    assert trained and trained.group(1).strip() == get_human_readable_count(lora_count).strip()
+    checkpoint = torch.load(exp / "valid.acc.best.pth", map_location="cpu", weights_only=True)
+    assert checkpoint and set(checkpoint) == set(lora_state(checkpoint))  # adapter_only: LoRA tensors only
+    assert sum(value.numel() for value in checkpoint.values()) == lora_count
+    shutil.copy(exp / "valid.acc.best.pth", exp / "adapter.pth")
+    speech2text = load_speech2text(model, "hi", exp, OPTIONS)
+    assert isinstance(transcribe(speech2text, np.zeros(8000, dtype=np.float32)), str)
