@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> None:
         yaml.safe_dump(config, handle, sort_keys=False, allow_unicode=True)
     count = lora_parameter_count(model.model_file, config["adapter_conf"])
     if args.adapter_meta is not None:
-        meta = {"base_model": model.name, "adapter_conf": config["adapter_conf"], "checkpoint": args.checkpoint,
+        meta = {"base_model": model.name, "base_model_file": str(model.model_file),
+                "adapter_conf": config["adapter_conf"], "checkpoint": args.checkpoint,
                 "lora_config": str(args.lora_config), "lora_parameters": count}
         with atomic_write(args.adapter_meta) as handle:
             yaml.safe_dump(meta, handle, sort_keys=False)

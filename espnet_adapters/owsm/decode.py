@@ -49,6 +49,8 @@ def read_adapter_meta(adapter_dir: Path) -> dict[str, Any]:
     for key in ("base_model", "adapter_conf", "checkpoint"):
         if key not in meta:
             raise UserInputError(f"{path}: no {key!r}")
+    if not (adapter_dir / meta["checkpoint"]).is_file():
+        raise UserInputError(f"{adapter_dir}: no {meta['checkpoint']}: its training has not finished (stage 6)")
     return meta
 
 

@@ -17,6 +17,7 @@ or a KeyError from deep inside.
 from __future__ import annotations
 
 import logging
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,26 @@ def check_pack(path: Path) -> None:
         raise UserInputError(f"{path}: meta.yaml lists files the zip does not hold: {', '.join(missing)}")
 
 
+def _drop_stale_unpack(pack: Path, cache_dir: Path) -> None:
+    """Forget the model zoo's unpacked copy of ``pack`` if the zip was rebuilt since.
+
+    espnet_model_zoo caches a local zip by its *path* and never looks at it again,
+    so a retrained tiny model would silently be decoded with the old weights.
+    The pack's meta.yaml (it holds the packing time) tells the two apart.
+    """
+    from espnet_model_zoo.downloader import str_to_hash
+
+    unpacked = cache_dir / str_to_hash(pack.absolute())
+    cached_meta = unpacked / "meta.yaml"
+    if not cached_meta.is_file():
+        return
+    with zipfile.ZipFile(pack) as archive:
+        meta = archive.read(next(n for n in archive.namelist() if Path(n).name == "meta.yaml"))
+    if yaml.safe_load(meta) != yaml.safe_load(cached_meta.read_bytes()):
+        logger.info("%s changed since it was unpacked into %s: unpacking again", pack, unpacked)
+        shutil.rmtree(unpacked)
+
+
 def fetch_owsm(name: str, cache_dir: Path) -> PretrainedOwsm:
     """Resolve ``name`` (a pack zip or a Hub name) into an unpacked model under ``cache_dir``."""
     from espnet_model_zoo.downloader import ModelDownloader
@@ -78,6 +99,7 @@ def fetch_owsm(name: str, cache_dir: Path) -> PretrainedOwsm:
                 "(a Hugging Face cache is used by giving the Hub name and --owsm_cache)"
             )
         check_pack(local)
+        _drop_stale_unpack(local, cache_dir)
     try:
         files = ModelDownloader(cache_dir).download_and_unpack(str(local.absolute()) if local.is_file() else name)
     except Exception as err:  # the model zoo and huggingface_hub raise many kinds

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import yaml
+
 from espnet_adapters.utils.cli import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -131,7 +133,7 @@ def load_entry(path: Path) -> ScoreEntry:
 
 
 def _adapter_facts(exp: Path) -> dict[str, int]:
-    """Rank (peft's adapter_config.json) and trainable parameters (train_stats.json) of an adapter dir."""
+    """Rank (peft's adapter_config.json, OWSM's adapter.yaml) and trainable parameters (train_stats.json)."""
     facts = {}
     for key, file, field_name in (("lora_rank", "adapter/adapter_config.json", "r"),
                                   ("trainable_params", "train_stats.json", "trainable_params")):
@@ -143,6 +145,11 @@ def _adapter_facts(exp: Path) -> dict[str, int]:
                 raise UserInputError(f"{path}: not valid JSON ({err})") from err
             if isinstance(value, int):
                 facts[key] = value
+    owsm = exp / "adapter" / "adapter.yaml"  # OWSM adapters (ESPnet's adapter_conf)
+    if owsm.is_file():
+        rank = ((yaml.safe_load(owsm.read_text(encoding="utf-8")) or {}).get("adapter_conf") or {}).get("rank")
+        if isinstance(rank, int):
+            facts["lora_rank"] = rank
     return facts
 
 

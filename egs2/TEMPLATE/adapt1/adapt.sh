@@ -29,6 +29,11 @@
 #  12  Report: LID, routing and code-switching tables and plots appended to ${results}
 # Grids: --models "m1 m2" runs the stages once per model; --lora_ranks "8 32" trains every
 # language at every rank (stage 6 resubmits only the cells that are not done).
+# --model_family owsm: OWSM through ESPnet's own S2T task and LoRA adapters instead of Whisper
+# (owsm_stages.sh): stage 4 writes S2T data dirs, stage 5 gets the base model (--owsm_model:
+# a Hub name, a pack zip, or "tiny": a tiny OWSM trained here on the training sets), stage 6
+# trains with espnet2.bin.s2t_train, stage 7 decodes base + adapter in-process; stages 9-12
+# (LID, routing) are Whisper-only.
 set -euo pipefail
 
 log() {
@@ -66,6 +71,7 @@ min_dur=0.1            # Drop utterances shorter than this (seconds).
 max_dur=30             # Drop utterances longer than this (seconds; Whisper sees 30 s windows).
 test_sets="test"       # Splits decoded and scored for each language.
 # Model and adapters
+model_family=whisper   # whisper (transformers + peft) or owsm (ESPnet S2T + loralib; owsm_stages.sh).
 whisper_model=whisper-base  # tools/models/<name>, a local transformers dir, or a Hub id (HF_HUB_OFFLINE=0).
 models=""              # Grid over models, e.g. "whisper-base openai/whisper-small": every stage per model.
 lora_ranks=""          # Grid over ranks, e.g. "8 16 32": --lora_config at each rank (alpha/r kept).
@@ -73,6 +79,14 @@ lora_config=conf/lora/r32_qv_dec.yaml    # peft LoRA: rank, alpha, targets, enco
 train_config=conf/train/default.yaml     # Optimiser, steps, batching, evaluation, early stopping.
 adapter_tag=""         # exp/<model>_lora_<lang>_<tag>; default: lora config name [+ _train config name].
 seed=1                 # Seed of the training runs.
+owsm_model=tiny        # owsm: Hub name (espnet/owsm_v3.1_ebf_base, HF_HUB_OFFLINE=0 or a HF cache in
+                       # --owsm_cache), a pack zip (espnet2.bin.pack s2t), or tiny (trained in stage 5).
+owsm_cache=""          # owsm: espnet_model_zoo cache dir (default: ${expdir}/owsm_cache).
+owsm_train_config=conf/owsm/lora_train.yaml  # owsm: optimiser/batch/epochs of the LoRA runs (ESPnet keys).
+owsm_tiny_config=conf/owsm/tiny_ebf.yaml     # owsm tiny: architecture and training of the base model.
+owsm_tiny_epochs=20    # owsm tiny: epochs of the base model's training.
+owsm_vocab_size=2000   # owsm tiny: sentencepiece vocabulary (incl. 1535 special tokens).
+owsm_maxlenratio=0.0   # owsm decoding: max tokens / encoder frames (0: up to the encoder length).
 # Decoding
 beam_size=1            # Beam size; 1 = greedy search.
 batch_size=8           # Utterances per decoding batch.
@@ -147,6 +161,14 @@ if [ ! -f "${lora_config}" ] || [ ! -f "${train_config}" ]; then
     exit 1
 fi
 model_tag=$(basename "${whisper_model%/}" | tr '[:upper:]' '[:lower:]' | tr -c '[:alnum:]\n' '_')
+case "${model_family}" in
+    whisper) ;;
+    owsm)
+        model_tag=owsm_$(basename "${owsm_model%/}" .zip | sed 's/^owsm_//' | tr '[:upper:]' '[:lower:]' | tr -c '[:alnum:]\n' '_')
+        owsm_cache=${owsm_cache:-${expdir}/owsm_cache}
+        ;;
+    *) log "Error: --model_family ${model_family}: whisper or owsm"; exit 2 ;;
+esac
 if [ -z "${adapter_tag}" ]; then
     adapter_tag=$(basename "${lora_config}" .yaml)
     [ "$(basename "${train_config}")" = default.yaml ] || adapter_tag+="_$(basename "${train_config}" .yaml)"
@@ -202,11 +224,11 @@ all_sets() {
 }
 # The encoder cache is used only when the adapter leaves the encoder frozen.
 use_encoder_cache=false
-[ "$(lora_field where)" = decoder ] && use_encoder_cache=true
+[ "$(lora_field where)" = decoder ] && [ "${model_family}" = whisper ] && use_encoder_cache=true
 feats_dir=${dumpdir}/${model_tag}
 # LID and routing need two languages; LID reads the base encoder's cached outputs (stage 5).
 routing=false
-[ "$(wc -w <<< "${langs}")" -lt 2 ] || routing=true
+[ "$(wc -w <<< "${langs}")" -lt 2 ] || [ "${model_family}" = owsm ] || routing=true
 route_tag=$(adapter_variants | head -n 1 | cut -d' ' -f1)   # routing uses the first adapter variant
 route_test=${test_sets%% *}
 lid_exp=${expdir}/${model_tag}_lid_$(basename "${lid_config}" .yaml)
@@ -286,7 +308,12 @@ if run_stage 3; then
     done
 fi
 
-if run_stage 4; then
+# OWSM's stages 4-7 (ESPnet S2T): functions owsm_stage4 ... owsm_stage7.
+. "$(dirname "$(readlink -f "$0")")/owsm_stages.sh"
+
+if run_stage 4 && [ "${model_family}" = owsm ]; then
+    owsm_stage4
+elif run_stage 4; then
     log "Stage 4: log-mel features for ${whisper_model} ${dumpdir}/raw/ -> ${feats_dir}/"
     for set_name in $(all_sets); do
         data=${dumpdir}/raw/${set_name}
@@ -306,7 +333,9 @@ if run_stage 4; then
     done
 fi
 
-if run_stage 5 && { ${use_encoder_cache} || ${routing}; }; then
+if run_stage 5 && [ "${model_family}" = owsm ]; then
+    owsm_stage5
+elif run_stage 5 && { ${use_encoder_cache} || ${routing}; }; then
     log "Stage 5: encoder outputs of ${whisper_model} ${feats_dir}/<set> -> ${feats_dir}/encoder/<set>"
     for set_name in $(all_sets); do
         feats=${feats_dir}/${set_name}/feats.scp
@@ -326,7 +355,12 @@ if run_stage 5 && { ${use_encoder_cache} || ${routing}; }; then
 fi
 
 if run_stage 6; then
-    log "Stage 6: LoRA training (${train_config}) -> $(adapter_exp '<lang>' '<tag>'), one job array"
+    if [ "${model_family}" = owsm ]; then
+        log "Stage 6: OWSM LoRA training (${owsm_train_config}, ESPnet) -> $(adapter_exp '<lang>' '<tag>'), one job array"
+        owsm_base
+    else
+        log "Stage 6: LoRA training (${train_config}) -> $(adapter_exp '<lang>' '<tag>'), one job array"
+    fi
     if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu ${ngpu}"; else _cmd=${cuda_cmd}; fi
     launcher=()
     if [ "${num_nodes}" -gt 1 ]; then
@@ -344,12 +378,22 @@ if run_stage 6; then
         for lang in ${langs}; do
             num_cells=$((num_cells + 1))
             dir=$(adapter_exp "${lang}" "${tag}")
-            sig="model=${whisper_model} seed=${seed} $(checksum "${config}" "${train_config}" \
-                "${feats_dir}/${lang}_${train_split}/feats.scp" "${feats_dir}/${lang}_dev/feats.scp")"
+            if [ "${model_family}" = owsm ]; then
+                sig="owsm=${owsm_model} seed=${seed} $(checksum "${config}" "${owsm_train_config}" "${owsm_base_file}" \
+                    "${dumpdir}/owsm/${lang}_${train_split}/text" "${dumpdir}/owsm/${lang}_dev/text")"
+            else
+                sig="model=${whisper_model} seed=${seed} $(checksum "${config}" "${train_config}" \
+                    "${feats_dir}/${lang}_${train_split}/feats.scp" "${feats_dir}/${lang}_dev/feats.scp")"
+            fi
             up_to_date "${dir}" "${dir}" "${sig}" && continue
             mkdir -p "${dir}" && rm -f "${dir}/.done"
             echo "${run_args} --langs ${lang} --stage 6 --stop_stage 6 \"\$@\"; exit \$?" > "${dir}/run.sh"
             chmod +x "${dir}/run.sh"
+            if [ "${model_family}" = owsm ]; then
+                pending+=("${dir}|${sig}")
+                owsm_cell "${lang}" "${config}" "${dir}" "${cells}/train.${#pending[@]}.log" > "${cells}/cell.${#pending[@]}.sh"
+                continue
+            fi
             data_opts=(--train_dir "${dumpdir}/raw/${lang}_${train_split}" --dev_dir "${dumpdir}/raw/${lang}_dev"
                 --train_feats "${feats_dir}/${lang}_${train_split}/feats.scp" --dev_feats "${feats_dir}/${lang}_dev/feats.scp")
             if ${use_encoder_cache}; then
@@ -373,7 +417,11 @@ if run_stage 6; then
             dir=${pending[n-1]%%|*}
             # The task's log also goes into the cell's dir, where ESPnet users look for it.
             mkdir -p "${dir}/log" && cp -f "${cells}/train.${n}.log" "${dir}/log/train.log" 2>/dev/null || true
-            if [ -f "${dir}/train.done" ] && grep -q '^# Ended (code 0)' "${cells}/train.${n}.log"; then
+            if [ "${model_family}" = owsm ] && [ -f "${dir}/train_stats.json" ] \
+                    && grep -q '^# Ended (code 0)' "${cells}/train.${n}.log"; then
+                mark_done "${dir}" "${pending[n-1]#*|}"
+                log "  ${dir}: $(python3 -c 'import json, sys; print("%d trainable (LoRA) parameters" % json.load(open(sys.argv[1]))["trainable_params"])' "${dir}/train_stats.json")"
+            elif [ -f "${dir}/train.done" ] && grep -q '^# Ended (code 0)' "${cells}/train.${n}.log"; then
                 mark_done "${dir}" "${pending[n-1]#*|}"
                 log "  ${dir}: $(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print("best dev WER %.1f%% at step %d, %d trainable parameters" % (s["best_dev_wer"], s["best_step"], s["trainable_params"]))' "${dir}/train_stats.json")"
             else
@@ -422,6 +470,10 @@ run_decode() {
 # ${expdir}/MODEL_DIR_TAG/decode_<set>${inference_tag}.
 decode_set() {
     local tag=$1 set_name=$2 adapter=${3:-}
+    if [ "${model_family}" = owsm ]; then
+        owsm_decode_set "$@"
+        return
+    fi
     local opts=(--lang_mode "${decode_lang}") sig="lang=${decode_lang}"
     if [ -n "${adapter}" ]; then
         opts+=(--adapter_dir "${adapter}")
@@ -541,6 +593,9 @@ if run_stage 8; then
     write_results
 fi
 
+if run_stage 9 && [ "${model_family}" = owsm ]; then
+    log "Stages 9-12: language ID and routing are Whisper-only (--model_family owsm): skipped"
+fi
 if run_stage 9 && ${routing}; then
     log "Stage 9: language ID (${lid_config}) on the frozen encoder's outputs -> ${lid_exp}"
     sig="model=${whisper_model} seed=${seed} $(checksum "${lid_config}" \

@@ -1,0 +1,151 @@
+# OWSM stages of adapt.sh (--model_family owsm), sourced by it: ESPnet's own S2T task,
+# entry points and LoRA adapters, launched through ${train_cmd}/${cuda_cmd}/${decode_cmd}
+# as ESPnet's s2t.sh launches them.  Uses adapt.sh's options and helpers (log, run_stage,
+# up_to_date, mark_done, checksum, split_keys, merge_jobs, all_sets).
+#   4  S2T data dirs ${dumpdir}/owsm/<set>: text with <lang><asr><notimestamps>, text.prev, text.ctc
+#   5  the base model: --owsm_model tiny trains a tiny OWSM v3.1-architecture model on the
+#      pooled training sets and packs it like a released one (${expdir}/owsm_tiny/owsm_tiny.zip);
+#      a Hub name or a pack zip is fetched into --owsm_cache by espnet_model_zoo
+#   6  (in adapt.sh's job array) one cell per language: the train config made from the base
+#      model's own config.yaml, espnet2.bin.s2t_train from the base weights (only LoRA
+#      trains; checked), the best adapter-only checkpoint -> <exp>/adapter/adapter.pth
+#   7  decoding with Speech2Text in-process, base + adapter attached, --inference_nj jobs
+
+# s2t_data_args SPLIT DIR: ESPnet's --SPLIT_data_path_and_name_and_type options for an S2T dir.
+s2t_data_args() {
+    python3 -c 'import sys
+from pathlib import Path
+from espnet_adapters.owsm.data import data_args
+print("\n".join(data_args(sys.argv[1], Path(sys.argv[2]))))' "$1" "$2"
+}
+
+# espnet_run: ESPnet's entry points with our two import fixes (espnet_adapters/owsm/espnet_compat.py).
+espnet_run=(python3 -m espnet_adapters.bin.espnet_run)
+
+owsm_stage4() {
+    local set_name src out sig
+    log "Stage 4: OWSM S2T data dirs ${dumpdir}/raw/ -> ${dumpdir}/owsm/"
+    for set_name in $(all_sets); do
+        src=${dumpdir}/raw/${set_name}
+        out=${dumpdir}/owsm/${set_name}
+        sig="$(checksum "${src}"/{wav.scp,text,utt2lang})"
+        up_to_date "${set_name}" "${out}" "${sig}" && continue
+        ${train_cmd} "${expdir}/log/s2t_data/${set_name}.log" \
+            python3 -m espnet_adapters.bin.prepare_s2t_data "${src}" "${out}"
+        mark_done "${out}" "${sig}"
+        log "  ${out}: $(wc -l < "${out}/text") utterances, e.g. $(head -n 1 "${out}/text" | cut -d' ' -f2)"
+    done
+}
+
+# owsm_pool OUT SPLIT: every language's S2T SPLIT set concatenated into OUT (the tiny model's data).
+owsm_pool() {
+    local out=$1 split=$2 name lang
+    mkdir -p "${out}"
+    for name in wav.scp text text.prev text.ctc utt2spk utt2lang; do
+        for lang in ${langs}; do cat "${dumpdir}/owsm/${lang}_${split}/${name}"; done | sort -k1,1 > "${out}/${name}"
+    done
+}
+
+owsm_stage5() {
+    if [ "${owsm_model}" != tiny ]; then
+        log "Stage 5: OWSM base model ${owsm_model} -> ${owsm_cache}"
+        ${train_cmd} "${expdir}/log/owsm_fetch.log" python3 -c 'import sys
+from pathlib import Path
+from espnet_adapters.owsm.model import fetch_owsm
+from espnet_adapters.utils.cli import UserInputError
+try:
+    fetch_owsm(sys.argv[1], Path(sys.argv[2]))
+except UserInputError as err:
+    sys.exit(f"Error: {err}")' "${owsm_model}" "${owsm_cache}"
+        return
+    fi
+    local tiny=${expdir}/owsm_tiny sig args
+    sig="epochs=${owsm_tiny_epochs} vocab=${owsm_vocab_size} seed=${seed} $(checksum "${owsm_tiny_config}" \
+        $(for lang in ${langs}; do echo "${dumpdir}/owsm/${lang}_${train_split}/text" "${dumpdir}/owsm/${lang}_dev/text"; done))"
+    log "Stage 5: tiny OWSM (${owsm_tiny_config}, ${owsm_tiny_epochs} epochs) on the training sets of ${langs} -> ${tiny}/owsm_tiny.zip"
+    up_to_date "${tiny}" "${tiny}" "${sig}" && return
+    mkdir -p "${tiny}" && rm -f "${tiny}/.done"
+    owsm_pool "${tiny}/data/train" "${train_split}"
+    owsm_pool "${tiny}/data/dev" dev
+    ${train_cmd} "${tiny}/log/tokens.log" python3 -m espnet_adapters.bin.owsm_tokens \
+        --out_dir "${tiny}/token_list" --vocab_size "${owsm_vocab_size}" "${tiny}/data/train/text.ctc"
+    mapfile -t args < <(s2t_data_args train "${tiny}/data/train"; s2t_data_args valid "${tiny}/data/dev")
+    args+=(--config "${owsm_tiny_config}" --token_type bpe --token_list "${tiny}/token_list/tokens.txt"
+        --bpemodel "${tiny}/token_list/bpe.model" --use_preprocessor true --seed "${seed}")
+    # Feature statistics for global_mvn (ESPnet's collect_stats; one job: the sets are small).
+    ${train_cmd} "${tiny}/log/stats.log" "${espnet_run[@]}" espnet2.bin.s2t_train --collect_stats true \
+        "${args[@]}" --train_shape_file "${tiny}/data/train/text" --valid_shape_file "${tiny}/data/dev/text" \
+        --output_dir "${tiny}/stats" --ngpu 0
+    ${cuda_cmd} --num-threads "${train_num_threads}" "${tiny}/log/train.log" \
+        "${espnet_run[@]}" espnet2.bin.s2t_train "${args[@]}" \
+        --normalize global_mvn --normalize_conf "stats_file=${tiny}/stats/train/feats_stats.npz" \
+        --train_shape_file "${tiny}/stats/train/speech_shape" --valid_shape_file "${tiny}/stats/valid/speech_shape" \
+        --max_epoch "${owsm_tiny_epochs}" --resume true --output_dir "${tiny}/train" --ngpu "${ngpu}"
+    ${train_cmd} "${tiny}/log/pack.log" python3 -m espnet_adapters.bin.owsm_pack \
+        --exp_dir "${tiny}/train" --model_file valid.acc.ave.pth --out "${tiny}/owsm_tiny.zip"
+    mark_done "${tiny}" "${sig}"
+    log "  ${tiny}/owsm_tiny.zip: $(grep -o 'Total Number of model parameters: [^ ]* [A-Z]*' "${tiny}/log/train.log" | head -n 1)"
+}
+
+# owsm_base: sets owsm_pack (what --owsm_model resolves to) and owsm_base_file (its weights).
+owsm_base() {
+    owsm_pack=${owsm_model}
+    if [ "${owsm_model}" = tiny ]; then
+        owsm_pack=${expdir}/owsm_tiny/owsm_tiny.zip
+        if [ ! -f "${owsm_pack}" ]; then
+            log "Error: no ${owsm_pack}: run stage 5 first"
+            exit 1
+        fi
+    fi
+    owsm_base_file=$(python3 -c 'import sys
+from pathlib import Path
+from espnet_adapters.owsm.model import fetch_owsm
+print(fetch_owsm(sys.argv[1], Path(sys.argv[2])).model_file)' "${owsm_pack}" "${owsm_cache}")
+}
+
+# owsm_cell LANG LORA_CONFIG DIR LOG: the script of one stage-6 cell (stdout).  The train config
+# and adapter.yaml are written now; the job trains (resuming from DIR/espnet/checkpoint.pth when
+# killed) and owsm_finish_adapter checks that only LoRA trained and installs the adapter.
+owsm_cell() {
+    local lang=$1 config=$2 dir=$3 cell_log=$4 launch=()
+    python3 -m espnet_adapters.bin.owsm_lora_config --owsm_model "${owsm_pack}" --owsm_cache "${owsm_cache}" \
+        --lora_config "${config}" --train_preset "${owsm_train_config}" \
+        --out "${dir}/train.yaml" --adapter_meta "${dir}/adapter/adapter.yaml" > /dev/null
+    [ "${ngpu}" -le 1 ] || launch=(--multiprocessing_distributed true)
+    printf '%q ' "${espnet_run[@]}" espnet2.bin.s2t_train --config "${dir}/train.yaml" \
+        --init_param "${owsm_base_file}" --output_dir "${dir}/espnet" --resume true --seed "${seed}" \
+        --ngpu "${ngpu}" "${launch[@]}" \
+        --train_shape_file "${dumpdir}/owsm/${lang}_${train_split}/text" \
+        --valid_shape_file "${dumpdir}/owsm/${lang}_dev/text" \
+        $(s2t_data_args train "${dumpdir}/owsm/${lang}_${train_split}") \
+        $(s2t_data_args valid "${dumpdir}/owsm/${lang}_dev")
+    printf '&& '
+    printf '%q ' python3 -m espnet_adapters.bin.owsm_finish_adapter --exp_dir "${dir}" --train_log "${cell_log}"
+    echo
+}
+
+# owsm_decode_set MODEL_DIR_TAG DATA_SET [ADAPTER_DIR]: stage 7 for OWSM, like decode_set.
+owsm_decode_set() {
+    local tag=$1 set_name=$2 adapter=${3:-}
+    local dir=${expdir}/${tag}/decode_${set_name}${inference_tag} data=${dumpdir}/raw/${set_name} opts=() sig outs
+    [ -n "${owsm_base_file:-}" ] || owsm_base
+    sig="owsm=${owsm_model} beam=${beam_size} maxlenratio=${owsm_maxlenratio} $(checksum "${owsm_base_file}" "${data}"/{wav.scp,utt2lang})"
+    if [ -n "${adapter}" ]; then
+        opts+=(--adapter_dir "${adapter}")
+        sig+=" adapter=$(checksum "${adapter}"/adapter.{yaml,pth})"
+    fi
+    up_to_date "${dir}" "${dir}" "${sig}" && return
+    mkdir -p "${dir}" && rm -f "${dir}/.done"
+    split_keys "${data}/wav.scp" "${dir}/logdir" "${inference_nj}"
+    if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu 1"; else _cmd=${decode_cmd}; fi
+    ${_cmd} --num-threads "${num_threads}" JOB=1:"${_nj}" "${dir}/logdir/decode.JOB.log" \
+        python3 -m espnet_adapters.bin.owsm_decode --data_dir "${data}" --keys "${dir}/logdir/keys.JOB" \
+            --out_dir "${dir}/logdir/output.JOB" --owsm_model "${owsm_pack}" --owsm_cache "${owsm_cache}" \
+            --beam_size "${beam_size}" --maxlenratio "${owsm_maxlenratio}" \
+            --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)" "${opts[@]}"
+    outs=$(for n in $(seq "${_nj}"); do echo "${dir}/logdir/output.${n}"; done)
+    merge_jobs hyp "${dir}/hyp" ${outs}
+    merge_jobs hyp_lang "${dir}/hyp_lang" ${outs}
+    mark_done "${dir}" "${sig}"
+    log "  ${dir}: $(wc -l < "${dir}/hyp") hypotheses"
+}

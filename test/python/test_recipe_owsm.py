@@ -1,0 +1,77 @@
+"""End to end, OWSM: a hi + it recipe with --model_family owsm on the tiny setting, stages 1-8.
+
+Data -> S2T dirs -> a tiny OWSM trained and packed here (1 epoch) -> LoRA per language
+through espnet2.bin.s2t_train (1 epoch) -> in-process decoding of base and adapters ->
+scoring into RESULTS.md; a re-run finds every stage up to date.  Accuracy is not
+the point (the model saw 12 utterances once); the files and checks are.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = [
+    "--model_family", "owsm", "--train_utts", "6", "--dev_utts", "2", "--test_utts", "3", "--eval_langs", "",
+    "--owsm_tiny_epochs", "1", "--owsm_train_config", str(REPO / "test/conf/owsm_lora_smoke.yaml"),
+    "--owsm_maxlenratio", "0.2", "--cross_eval", "false", "--inference_nj", "1", "--stop_stage", "8",
+]
+ADAPTERS = ("owsm_tiny_lora_hi_r32_qv_dec", "owsm_tiny_lora_it_r32_qv_dec")
+
+
+def _run(recipe: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(["./run.sh", *TINY], cwd=recipe, env=env, capture_output=True, text=True,
+                            timeout=1800, check=False)
+    assert result.returncode == 0, f"run.sh failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    recipe = tmp_path_factory.mktemp("owsm_e2e") / "adapt1"
+    subprocess.run([str(REPO / "egs2/TEMPLATE/adapt1/setup.sh"), str(recipe), "hi it"], check=True)
+    _run(recipe)
+    return recipe
+
+
+def test_s2t_dirs_and_packed_tiny_model(recipe: Path) -> None:
+    for lang, token in (("hi", "<hin>"), ("it", "<ita>")):
+        text = (recipe / "dump" / "owsm" / f"{lang}_test" / "text").read_text(encoding="utf-8").splitlines()
+        assert len(text) == 3 and all(line.split()[1].startswith(f"{token}<asr><notimestamps>") for line in text)
+        assert set((recipe / "dump" / "owsm" / f"{lang}_test" / "text.prev").read_text().split()[1::2]) == {"<na>"}
+    with zipfile.ZipFile(recipe / "exp" / "owsm_tiny" / "owsm_tiny.zip") as pack:
+        meta = yaml.safe_load(pack.read("meta.yaml"))
+        assert {"s2t_train_config", "s2t_model_file"} <= set(meta["yaml_files"]) | set(meta["files"])
+        assert {"exp/owsm_tiny/token_list/bpe.model", "exp/owsm_tiny/stats/train/feats_stats.npz"} <= set(pack.namelist())
+
+
+def test_adapters_train_only_lora_and_are_decoded(recipe: Path) -> None:
+    for name in ADAPTERS:
+        exp = recipe / "exp" / name
+        config = yaml.safe_load((exp / "train.yaml").read_text())
+        assert config["use_adapter"] and config["save_strategy"] == "adapter_only"
+        assert {"encoder", "decoder", "ctc"} <= set(config["freeze_param"])
+        meta = yaml.safe_load((exp / "adapter" / "adapter.yaml").read_text())
+        state = torch.load(exp / "adapter" / "adapter.pth", weights_only=True)
+        assert all(key.endswith(("lora_A", "lora_B")) for key in state)
+        assert sum(v.numel() for v in state.values()) == meta["lora_parameters"] == 2 * 2 * 2 * 32 * (128 + 128)
+        lang = name.split("_lora_")[1][:2]
+        hyp = (exp / f"decode_{lang}_test" / "hyp").read_text(encoding="utf-8").splitlines()
+        assert len(hyp) == 3 and (exp / f"decode_{lang}_test" / "score" / "scores.json").is_file()
+    results = (recipe / "RESULTS.md").read_text(encoding="utf-8")
+    assert "|owsm_tiny|" in results and "owsm_tiny_lora_hi_r32_qv_dec" in results
+
+
+def test_rerun_finds_every_stage_up_to_date(recipe: Path) -> None:
+    out = _run(recipe)
+    for label in ("hi_test: up to date", "exp/owsm_tiny: up to date", f"exp/{ADAPTERS[0]}: up to date",
+                  f"exp/{ADAPTERS[1]}/decode_it_test: up to date"):
+        assert label in out
