@@ -1,8 +1,9 @@
 """Build, pack and adapt OWSM models with ESPnet's own S2T task.
 
 * :func:`init_model` writes the ``config.yaml`` ESPnet's trainer would write for a
-  model preset (``conf/owsm/*.yaml``) plus freshly initialised weights: the start
-  of the tiny offline OWSM, and the fixture of the tests.
+  model preset (``conf/owsm/*.yaml``) plus freshly initialised weights, without
+  training (``s2t_train --dry_run``): a packable random model, which the tests use
+  as their OWSM (stage 5 trains the tiny model with ``s2t_train`` itself).
 * :func:`pack_model` packs a config + weights (+ BPE model and statistics) with
   ``espnet2.bin.pack s2t``, the layout of every released OWSM.
 * :func:`attach_lora` puts a trained LoRA adapter onto a loaded base model.  This
