@@ -14,7 +14,6 @@ losing one cell redoes only that cell.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import pytest
+from fixtures.recipe import new_recipe, run_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
@@ -33,22 +33,11 @@ TINY = [
 ADAPTERS = ("whisper_base_lora_hi_r32_qv_dec_train_smoke", "whisper_base_lora_it_r32_qv_dec_train_smoke")
 
 
-def _run(recipe: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    if env is None:
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-    result = subprocess.run(
-        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=2400, check=False
-    )
-    assert result.returncode == 0, f"run.sh failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result.stdout + result.stderr
-
-
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A recipe for hi + it, created by the template's setup.sh, run once on the tiny setting."""
-    recipe = tmp_path_factory.mktemp("e2e") / "adapt1"
-    subprocess.run([str(REPO / "egs2/TEMPLATE/adapt1/setup.sh"), str(recipe), "hi it"], check=True)
-    _run(recipe, *TINY)
+    recipe = new_recipe(tmp_path_factory.mktemp("e2e") / "adapt1", "hi it")
+    run_recipe(recipe, *TINY)
     return recipe
 
 
@@ -103,7 +92,7 @@ def test_rerun_skips_finished_stages(recipe: Path) -> None:
     hyp = recipe / "exp" / "whisper_base" / "decode_hi_test" / "hyp"
     adapter = recipe / "exp" / ADAPTERS[0] / "adapter" / "adapter_model.safetensors"
     before = hyp.stat().st_mtime_ns, adapter.stat().st_mtime_ns
-    out = _run(recipe, *TINY, "--stop_stage", "7")
+    out = run_recipe(recipe, *TINY, "--stop_stage", "7")
     # stage 1: hi, it, en; 2: 2 train sets; 3, 4, 5: 7 sets each; 6: 2 adapters; 7: 3 test sets x 3 models
     skipped = [line for line in out.splitlines() if "(adapt.sh:" in line and line.endswith("up to date")]
     assert len(skipped) == 3 + 2 + 3 * 7 + 2 + 9
@@ -113,7 +102,7 @@ def test_rerun_skips_finished_stages(recipe: Path) -> None:
 def test_stage_slice_and_help(recipe: Path) -> None:
     scores = recipe / "exp" / "whisper_base" / "decode_it_test" / "score" / "scores.json"
     scores.unlink()
-    out = _run(recipe, *TINY, "--stage", "7", "--stop_stage", "8")
+    out = run_recipe(recipe, *TINY, "--stage", "7", "--stop_stage", "8")
     assert "Stage 6" not in out and "Stage 7" in out and "Stage 8" in out
     assert scores.exists()
     help_text = subprocess.run(["./run.sh", "--help"], cwd=recipe, capture_output=True, text=True, check=False)
@@ -122,7 +111,7 @@ def test_stage_slice_and_help(recipe: Path) -> None:
 
 
 def test_slurm_backend_gives_the_local_outputs(recipe: Path, slurm_env: dict[str, str]) -> None:
-    out = _run(recipe, *TINY, "--stage", "3", "--stop_stage", "4", "--dumpdir", "dump_slurm", env=slurm_env)
+    out = run_recipe(recipe, *TINY, "--stage", "3", "--stop_stage", "4", "--dumpdir", "dump_slurm", env=slurm_env)
     assert "Stage 4" in out
     # Stages 3-4's sets (stage 11's code-switched sets live in dump/raw too).
     sets = sorted(p.name for p in (recipe / "dump" / "raw").iterdir() if p.is_dir() and not p.name.startswith("cs_"))
@@ -145,7 +134,7 @@ def test_rank_grid_as_a_slurm_job_array(recipe: Path, slurm_env: dict[str, str])
     timings = {}
     for backend, env in (("slurm", slurm_env), ("local", None)):
         started = time.perf_counter()
-        out = _run(recipe, *grid, "--expdir", f"exp_grid_{backend}", env=env)
+        out = run_recipe(recipe, *grid, "--expdir", f"exp_grid_{backend}", env=env)
         timings[backend] = time.perf_counter() - started
         assert "4 of 4 cells to train" in out and "cells: 0 up to date, 4 trained, 0 failed" in out
     print(f"2 x 2 training grid wall time: local {timings['local']:.1f} s, slurm {timings['slurm']:.1f} s")
@@ -170,7 +159,7 @@ def test_rank_grid_as_a_slurm_job_array(recipe: Path, slurm_env: dict[str, str])
     assert f"failed: {broken.relative_to(recipe)}" in failed.stderr
     # Lose that cell entirely (as a killed job would leave it): the re-run redoes only it.
     shutil.rmtree(broken)
-    out = _run(recipe, *grid, "--expdir", "exp_grid_slurm", env=slurm_env)
+    out = run_recipe(recipe, *grid, "--expdir", "exp_grid_slurm", env=slurm_env)
     assert "1 of 4 cells to train" in out and "cells: 3 up to date, 1 trained, 0 failed" in out
     after = {c.name: (c / "train_stats.json").stat().st_mtime_ns for c in cells}
     assert {name for name in before if before[name] != after[name]} == {broken.name}

@@ -8,12 +8,11 @@ the point (the model saw 12 utterances once); the files and checks are.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
+from fixtures.recipe import new_recipe, run_recipe
 import torch
 import yaml
 
@@ -26,19 +25,10 @@ TINY = [
 ADAPTERS = ("owsm_tiny_lora_hi_r32_qv_dec", "owsm_tiny_lora_it_r32_qv_dec")
 
 
-def _run(recipe: Path) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(["./run.sh", *TINY], cwd=recipe, env=env, capture_output=True, text=True,
-                            timeout=1800, check=False)
-    assert result.returncode == 0, f"run.sh failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result.stdout + result.stderr
-
-
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    recipe = tmp_path_factory.mktemp("owsm_e2e") / "adapt1"
-    subprocess.run([str(REPO / "egs2/TEMPLATE/adapt1/setup.sh"), str(recipe), "hi it"], check=True)
-    _run(recipe)
+    recipe = new_recipe(tmp_path_factory.mktemp("owsm_e2e") / "adapt1", "hi it")
+    run_recipe(recipe, *TINY, timeout=1800)
     return recipe
 
 
@@ -71,7 +61,7 @@ def test_adapters_train_only_lora_and_are_decoded(recipe: Path) -> None:
 
 
 def test_rerun_finds_every_stage_up_to_date(recipe: Path) -> None:
-    out = _run(recipe)
+    out = run_recipe(recipe, *TINY, timeout=1800)
     for label in ("hi_test: up to date", "exp/owsm_tiny: up to date", f"exp/{ADAPTERS[0]}: up to date",
                   f"exp/{ADAPTERS[1]}/decode_it_test: up to date"):
         assert label in out

@@ -49,14 +49,8 @@ owsm_pool() {
 owsm_stage5() {
     if [ "${owsm_model}" != tiny ]; then
         log "Stage 5: OWSM base model ${owsm_model} -> ${owsm_cache}"
-        ${train_cmd} "${expdir}/log/owsm_fetch.log" python3 -c 'import sys
-from pathlib import Path
-from espnet_adapters.owsm.model import fetch_owsm
-from espnet_adapters.utils.cli import UserInputError
-try:
-    fetch_owsm(sys.argv[1], Path(sys.argv[2]))
-except UserInputError as err:
-    sys.exit(f"Error: {err}")' "${owsm_model}" "${owsm_cache}"
+        owsm_base
+        log "  ${owsm_base_file}"
         return
     fi
     local tiny=${expdir}/owsm_tiny sig args
@@ -100,7 +94,11 @@ owsm_base() {
     owsm_base_file=$(python3 -c 'import sys
 from pathlib import Path
 from espnet_adapters.owsm.model import fetch_owsm
-print(fetch_owsm(sys.argv[1], Path(sys.argv[2])).model_file)' "${owsm_pack}" "${owsm_cache}")
+from espnet_adapters.utils.cli import UserInputError
+try:
+    print(fetch_owsm(sys.argv[1], Path(sys.argv[2])).model_file)
+except UserInputError as err:
+    sys.exit(f"Error: {err}")' "${owsm_pack}" "${owsm_cache}")
 }
 
 # owsm_cell LANG LORA_CONFIG DIR LOG: the script of one stage-6 cell (stdout).  The train config
