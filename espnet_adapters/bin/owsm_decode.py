@@ -14,7 +14,9 @@ Writes, atomically, into ``--out_dir`` (the same files as whisper_decode, so the
 scoring stage reads both):
   hyp         Kaldi text file: ``utt hypothesis`` (an empty hypothesis is just ``utt``)
   hyp_lang    ``utt lang``: the language decoded in
-  stats.json  utterances, audio seconds, wall seconds, real-time factor, model, adapter
+  stats.json  utterances, audio seconds, wall seconds, real-time factor, model, adapter,
+              the model's window and how many utterances were longer (Speech2Text pads
+              or cuts every utterance to the window: those are decoded cut, with a warning)
 
 The recipe's decode stage runs one of these per ``--nj`` job (``--keys``) through
 ``${decode_cmd}`` and merges the hyps.
@@ -33,6 +35,7 @@ from tqdm import tqdm
 
 from espnet_adapters.data.audio import read_audio
 from espnet_adapters.data.kaldi import read_map, read_map_lines, write_map
+from espnet_adapters.owsm.data import model_window
 from espnet_adapters.owsm.decode import DecodeOptions, load_speech2text, transcribe
 from espnet_adapters.owsm.model import fetch_owsm
 from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
@@ -76,6 +79,8 @@ def run(args: argparse.Namespace) -> None:
     options = DecodeOptions(args.beam_size, args.ctc_weight, args.maxlenratio, args.device)
     decoders: dict[str, object] = {}  # one Speech2Text per language (the language token is its default)
     hyps: dict[str, str] = {}
+    window = model_window(model.config)
+    cut: list[str] = []  # utterances longer than the window: Speech2Text decodes their first `window` seconds
     seconds = 0.0
     started = time.perf_counter()
     for utt in tqdm(keys, desc=f"decode {args.data_dir.name}", unit="utt"):
@@ -85,14 +90,19 @@ def run(args: argparse.Namespace) -> None:
         line, entry = wav[utt]
         audio = read_audio(entry, FS, f"{args.data_dir / 'wav.scp'}:{line}")
         seconds += len(audio) / FS
+        if len(audio) > window * FS:
+            cut.append(utt)
         hyps[utt] = transcribe(decoders[lang], audio)
     wall = time.perf_counter() - started
     stats = {
         "utterances": len(keys), "audio_seconds": round(seconds, 3), "wall_seconds": round(wall, 3),
         "rtf": round(wall / seconds, 4) if seconds else None, "model": model.name,
         "adapter": None if args.adapter_dir is None else str(args.adapter_dir),
-        "options": vars(options),
+        "options": vars(options), "window_seconds": window, "cut_to_window": len(cut),
     }
+    if cut:
+        logger.warning("%d of %d utterances are longer than the model's %g s window: Speech2Text decodes only "
+                       "their first %g s (first: %s)", len(cut), len(keys), window, window, cut[0])
     with atomic_dir(args.out_dir) as tmp:
         write_map(tmp / "hyp", hyps)
         write_map(tmp / "hyp_lang", {utt: utt2lang[utt] for utt in keys})

@@ -24,7 +24,9 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from espnet_adapters.data.kaldi import read_map, validate_data_dir, write_map
+import yaml
+
+from espnet_adapters.data.kaldi import read_map, read_map_lines, validate_data_dir, write_map
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.fileio import atomic_dir
 
@@ -112,3 +114,40 @@ def data_args(split: str, s2t_dir: Path) -> list[str]:
         option, f"{s2t_dir}/text.ctc,text_ctc,text",
         option, f"{s2t_dir}/text,text,text",
     ]
+
+
+# ESPnet's S2TPreprocessor default window (seconds) when a config does not set speech_length.
+DEFAULT_WINDOW = 30.0
+
+
+def model_window(config: Path) -> float:
+    """Seconds of audio an S2T model sees: ``preprocessor_conf.speech_length`` of its config.
+
+    ESPnet's S2T preprocessor (training) and ``Speech2Text`` (decoding) pad every
+    utterance to this window and silently cut longer ones, keeping their whole
+    transcript: training on those teaches the model to invent text.
+    """
+    try:
+        conf = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise UserInputError(f"{config}: cannot read the model config ({err})") from err
+    window = (conf.get("preprocessor_conf") or {}).get("speech_length", DEFAULT_WINDOW)
+    if not isinstance(window, (int, float)) or window <= 0:
+        raise UserInputError(f"{config}: preprocessor_conf.speech_length must be a positive number, got {window!r}")
+    return float(window)
+
+
+def fitting_keys(utt2dur: Path, window: float) -> tuple[dict[str, str], dict[str, float]]:
+    """Split ``utt2dur`` into the utterances that fit ``window`` (key -> duration text) and the longer ones."""
+    fit: dict[str, str] = {}
+    longer: dict[str, float] = {}
+    for utt, (line, value) in read_map_lines(utt2dur).items():
+        try:
+            seconds = float(value)
+        except ValueError as err:
+            raise UserInputError(f"{utt2dur}:{line}: duration {value!r} is not a number") from err
+        if seconds <= window:
+            fit[utt] = value
+        else:
+            longer[utt] = seconds
+    return fit, longer

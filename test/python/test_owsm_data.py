@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from espnet_adapters.bin import prepare_s2t_data
+from espnet_adapters.bin import owsm_fit_keys, prepare_s2t_data
 from espnet_adapters.data.kaldi import read_map, write_data_dir
 from espnet_adapters.owsm.data import lang_token, make_s2t_dir
 from espnet_adapters.utils.cli import UserInputError
@@ -56,3 +56,38 @@ def test_lang_option_is_checked_against_utt2lang(tmp_path: Path) -> None:
         make_s2t_dir(src, tmp_path / "s2t")
     assert prepare_s2t_data.main(["--lang", "hi", str(src), str(tmp_path / "s2t")]) == 0
     assert read_map(tmp_path / "s2t" / "text")["hi_m1-u1"].startswith("<hin><asr><notimestamps> ")
+
+
+def test_fit_keys_leave_out_utterances_longer_than_the_model_window(tmp_path: Path, caplog) -> None:
+    s2t = tmp_path / "s2t"
+    s2t.mkdir()
+    (s2t / "utt2dur").write_text("a 3.0\nb 10.0\nc 10.5\nd 12.25\n", encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text("preprocessor: s2t\npreprocessor_conf:\n    speech_length: 10\n", encoding="utf-8")
+    assert owsm_fit_keys.main([str(s2t), "--config", str(config), "--out", str(tmp_path / "keys")]) == 0
+    assert read_map(tmp_path / "keys") == {"a": "3.0", "b": "10.0"}
+    assert "2 of 4 utterances are longer than the model's 10 s window" in caplog.text
+    assert "d, 12.25 s" in caplog.text
+    # No window in the config: ESPnet's default, 30 s.
+    config.write_text("preprocessor: s2t\n", encoding="utf-8")
+    assert owsm_fit_keys.main([str(s2t), "--config", str(config), "--out", str(tmp_path / "keys")]) == 0
+    assert len(read_map(tmp_path / "keys")) == 4
+
+
+@pytest.mark.parametrize(
+    ("utt2dur", "speech_length", "message"),
+    [
+        ("a 3.0\nb long\n", 10, "utt2dur:2: duration 'long' is not a number"),
+        ("a 31.0\n", 10, "no utterance fits the model's 10 s window"),
+        ("a 3.0\n", -1, "speech_length must be a positive number"),
+    ],
+)
+def test_fit_keys_bad_input_is_a_clear_error(tmp_path: Path, caplog, utt2dur: str, speech_length: int, message: str) -> None:
+    s2t = tmp_path / "s2t"
+    s2t.mkdir()
+    (s2t / "utt2dur").write_text(utt2dur, encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"preprocessor_conf:\n    speech_length: {speech_length}\n", encoding="utf-8")
+    assert owsm_fit_keys.main([str(s2t), "--config", str(config), "--out", str(tmp_path / "keys")]) != 0
+    assert message in caplog.text
+    assert not (tmp_path / "keys").exists()

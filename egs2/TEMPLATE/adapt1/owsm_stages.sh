@@ -41,7 +41,7 @@ owsm_stage4() {
 owsm_pool() {
     local out=$1 split=$2 name lang
     mkdir -p "${out}"
-    for name in wav.scp text text.prev text.ctc utt2spk utt2lang; do
+    for name in wav.scp text text.prev text.ctc utt2spk utt2lang utt2dur; do
         for lang in ${langs}; do cat "${dumpdir}/owsm/${lang}_${split}/${name}"; done | sort -k1,1 > "${out}/${name}"
     done
 }
@@ -61,6 +61,10 @@ owsm_stage5() {
     mkdir -p "${tiny}" && rm -f "${tiny}/.done"
     owsm_pool "${tiny}/data/train" "${train_split}"
     owsm_pool "${tiny}/data/dev" dev
+    for split in train dev; do
+        ${train_cmd} "${tiny}/log/keys_${split}.log" python3 -m espnet_adapters.bin.owsm_fit_keys \
+            --config "${owsm_tiny_config}" --out "${tiny}/data/${split}/keys" "${tiny}/data/${split}"
+    done
     ${train_cmd} "${tiny}/log/tokens.log" python3 -m espnet_adapters.bin.owsm_tokens \
         --out_dir "${tiny}/token_list" --vocab_size "${owsm_vocab_size}" "${tiny}/data/train/text.ctc"
     mapfile -t args < <(s2t_data_args train "${tiny}/data/train"; s2t_data_args valid "${tiny}/data/dev")
@@ -68,7 +72,7 @@ owsm_stage5() {
         --bpemodel "${tiny}/token_list/bpe.model" --use_preprocessor true --seed "${seed}")
     # Feature statistics for global_mvn (ESPnet's collect_stats; one job: the sets are small).
     ${train_cmd} "${tiny}/log/stats.log" "${espnet_run[@]}" espnet2.bin.s2t_train --collect_stats true \
-        "${args[@]}" --train_shape_file "${tiny}/data/train/text" --valid_shape_file "${tiny}/data/dev/text" \
+        "${args[@]}" --train_shape_file "${tiny}/data/train/keys" --valid_shape_file "${tiny}/data/dev/keys" \
         --output_dir "${tiny}/stats" --ngpu 0
     ${cuda_cmd} --num-threads "${train_num_threads}" "${tiny}/log/train.log" \
         "${espnet_run[@]}" espnet2.bin.s2t_train "${args[@]}" \
@@ -102,19 +106,25 @@ except UserInputError as err:
 }
 
 # owsm_cell LANG LORA_CONFIG DIR LOG: the script of one stage-6 cell (stdout).  The train config
-# and adapter.yaml are written now; the job trains (resuming from DIR/espnet/checkpoint.pth when
-# killed) and owsm_finish_adapter checks that only LoRA trained and installs the adapter.
+# and adapter.yaml are written now; the job keeps the utterances that fit the model's window
+# (owsm_fit_keys), trains (resuming from DIR/espnet/checkpoint.pth when killed), and
+# owsm_finish_adapter checks that only LoRA trained and installs the adapter.
 owsm_cell() {
-    local lang=$1 config=$2 dir=$3 cell_log=$4 launch=()
+    local lang=$1 config=$2 dir=$3 cell_log=$4 launch=() split set_dir
     python3 -m espnet_adapters.bin.owsm_lora_config --owsm_model "${owsm_pack}" --owsm_cache "${owsm_cache}" \
         --lora_config "${config}" --train_preset "${owsm_train_config}" \
         --out "${dir}/train.yaml" --adapter_meta "${dir}/adapter/adapter.yaml" > /dev/null
     [ "${ngpu}" -le 1 ] || launch=(--multiprocessing_distributed true)
+    for split in train valid; do
+        set_dir=${dumpdir}/owsm/${lang}_$([ "${split}" = train ] && echo "${train_split}" || echo dev)
+        printf '%q ' python3 -m espnet_adapters.bin.owsm_fit_keys --config "${dir}/train.yaml" \
+            --out "${dir}/${split}_keys" "${set_dir}"
+        printf '&& '
+    done
     printf '%q ' "${espnet_run[@]}" espnet2.bin.s2t_train --config "${dir}/train.yaml" \
         --init_param "${owsm_base_file}" --output_dir "${dir}/espnet" --resume true --seed "${seed}" \
         --ngpu "${ngpu}" "${launch[@]}" \
-        --train_shape_file "${dumpdir}/owsm/${lang}_${train_split}/text" \
-        --valid_shape_file "${dumpdir}/owsm/${lang}_dev/text" \
+        --train_shape_file "${dir}/train_keys" --valid_shape_file "${dir}/valid_keys" \
         $(s2t_data_args train "${dumpdir}/owsm/${lang}_${train_split}") \
         $(s2t_data_args valid "${dumpdir}/owsm/${lang}_dev")
     printf '&& '
