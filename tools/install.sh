@@ -69,6 +69,8 @@ install_venv() {
     want+=" ${torch_spec} ${torch_index_url}"
     if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${want}" ]; then
         log "venv up to date: ${venv}"
+        # A checkout sharing a venv (a clone, a moved repo) needs its own NLTK placeholders.
+        [ -d "${tools_dir}/nltk_data" ] || check_espnet
         return
     fi
     [ -x "${venv}/bin/python" ] || { log "Creating ${venv}"; "${python}" -m venv "${venv}"; }
