@@ -2,12 +2,17 @@
 
 Data -> S2T dirs -> a tiny OWSM trained and packed here (1 epoch) -> LoRA per language
 through espnet2.bin.s2t_train (1 epoch) -> in-process decoding of base and adapters ->
-scoring into RESULTS.md; a re-run finds every stage up to date.  Accuracy is not
-the point (the model saw 12 utterances once); the files and checks are.
+scoring into RESULTS.md; a re-run finds every stage up to date; a LoRA training killed
+mid-run resumes from ESPnet's checkpoint, and changed options start over.  Accuracy is
+not the point (the model saw 12 utterances once); the files and checks are.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -65,3 +70,37 @@ def test_rerun_finds_every_stage_up_to_date(recipe: Path) -> None:
     for label in ("hi_test: up to date", "exp/owsm_tiny: up to date", f"exp/{ADAPTERS[0]}: up to date",
                   f"exp/{ADAPTERS[1]}/decode_it_test: up to date"):
         assert label in out
+
+
+def test_killed_lora_training_resumes_and_changed_options_start_over(recipe: Path, tmp_path: Path) -> None:
+    """kill -9 of the whole recipe during epoch 2 of 3; the same command resumes at epoch 2."""
+    smoke = yaml.safe_load((REPO / "test/conf/owsm_lora_smoke.yaml").read_text())
+    three_epochs = tmp_path / "lora_3_epochs.yaml"
+    three_epochs.write_text(yaml.safe_dump({**smoke, "max_epoch": 3}))
+    args = [*TINY, "--langs", "hi", "--stage", "6", "--stop_stage", "6", "--owsm_train_config", str(three_epochs)]
+    cell_log = recipe / "exp" / "log" / "train_cells" / "train.1.log"
+    exp = recipe / "exp" / ADAPTERS[0]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen(["./run.sh", *args], cwd=recipe, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        if cell_log.exists() and "2/3epoch started" in cell_log.read_text(encoding="utf-8", errors="replace"):
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    first = proc.communicate()[0]
+    assert "made with other options: starting over" in first  # the fixture's run had 1 epoch
+    assert (exp / "espnet" / "checkpoint.pth").is_file() and not (exp / ".done").exists(), first[-3000:]
+    assert not (exp / "espnet" / "3epoch.pth").exists(), "the training finished before the kill"
+
+    out = run_recipe(recipe, *args, timeout=1200)
+    assert "starting over" not in out and (exp / ".done").is_file()
+    log = (exp / "log" / "train.log").read_text(encoding="utf-8")
+    assert "The training was resumed using" in log, log[-2000:]
+    assert "1/3epoch started" not in log and "3/3epoch started" in log
+
+    # Back to the fixture's options (1 epoch): a new run, not the 3-epoch one re-installed.
+    out = run_recipe(recipe, *TINY, "--langs", "hi", "--stage", "6", "--stop_stage", "6", timeout=1200)
+    assert "made with other options: starting over" in out
+    assert "1/1epoch started" in (exp / "log" / "train.log").read_text(encoding="utf-8")

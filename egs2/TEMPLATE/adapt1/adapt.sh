@@ -391,6 +391,7 @@ if run_stage 6; then
             chmod +x "${dir}/run.sh"
             if [ "${model_family}" = owsm ]; then
                 pending+=("${dir}|${sig}")
+                owsm_fresh_run "${dir}/espnet" "${sig}"
                 owsm_cell "${lang}" "${config}" "${dir}" "${cells}/train.${#pending[@]}.log" > "${cells}/cell.${#pending[@]}.sh"
                 continue
             fi

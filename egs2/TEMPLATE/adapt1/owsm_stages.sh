@@ -37,6 +37,19 @@ owsm_stage4() {
     done
 }
 
+# owsm_fresh_run DIR SIGNATURE: the output dir of an ESPnet training.  ESPnet (--resume true)
+# resumes any DIR/checkpoint.pth whatever options made it, which is what a killed job needs;
+# a DIR made with other options (another config, rank, base model, data) is removed instead,
+# so that changed options start over rather than continue, or re-install, the old run.
+owsm_fresh_run() {
+    local dir=$1 sig=$2
+    if [ -d "${dir}" ] && [ "$(cat "${dir}/.options" 2>/dev/null)" != "${sig}" ]; then
+        log "  ${dir}: made with other options: starting over"
+        rm -rf "${dir}"
+    fi
+    mkdir -p "${dir}" && printf '%s\n' "${sig}" > "${dir}/.options"
+}
+
 # owsm_pool OUT SPLIT: every language's S2T SPLIT set concatenated into OUT (the tiny model's data).
 owsm_pool() {
     local out=$1 split=$2 name lang
@@ -74,6 +87,7 @@ owsm_stage5() {
     ${train_cmd} "${tiny}/log/stats.log" "${espnet_run[@]}" espnet2.bin.s2t_train --collect_stats true \
         "${args[@]}" --train_shape_file "${tiny}/data/train/keys" --valid_shape_file "${tiny}/data/dev/keys" \
         --output_dir "${tiny}/stats" --ngpu 0
+    owsm_fresh_run "${tiny}/train" "${sig}"
     ${cuda_cmd} --num-threads "${train_num_threads}" "${tiny}/log/train.log" \
         "${espnet_run[@]}" espnet2.bin.s2t_train "${args[@]}" \
         --normalize global_mvn --normalize_conf "stats_file=${tiny}/stats/train/feats_stats.npz" \
@@ -107,8 +121,9 @@ except UserInputError as err:
 
 # owsm_cell LANG LORA_CONFIG DIR LOG: the script of one stage-6 cell (stdout).  The train config
 # and adapter.yaml are written now; the job keeps the utterances that fit the model's window
-# (owsm_fit_keys), trains (resuming from DIR/espnet/checkpoint.pth when killed), and
-# owsm_finish_adapter checks that only LoRA trained and installs the adapter.
+# (owsm_fit_keys), trains (resuming from DIR/espnet/checkpoint.pth when killed; the caller
+# clears a run of other options with owsm_fresh_run), and owsm_finish_adapter checks that
+# only LoRA trained and installs the adapter.
 owsm_cell() {
     local lang=$1 config=$2 dir=$3 cell_log=$4 launch=() split set_dir
     python3 -m espnet_adapters.bin.owsm_lora_config --owsm_model "${owsm_pack}" --owsm_cache "${owsm_cache}" \
