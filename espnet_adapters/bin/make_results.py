@@ -5,8 +5,9 @@ Reads <exp_dir>/<model_tag>/decode_<set>[_<variant>]/score/scores.json (written
 by espnet_adapters.bin.score) and writes, atomically:
 
   - a header: date (UTC), git commit of this repository, python / torch /
-    transformers versions, CPU count, text normalizer, and the --command line
-    that reproduces the results;
+    transformers / espnet versions, CPU count, text normalizer, and the --command
+    lines that reproduce the results (one per run that wrote into the exp dir, e.g.
+    the Whisper and the OWSM run of a recipe);
   - one summary table per decoding variant (decode_hi_test -> "default",
     decode_hi_test_beam5 -> "beam5"): rows are model tags, columns languages,
     cells "WER / CER (n=#utterances)" in percent;
@@ -41,7 +42,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--exp_dir", type=Path, default=Path("exp"), help="Experiment directory to scan.")
     parser.add_argument("--out", type=Path, default=Path("RESULTS.md"), help="Markdown file to write.")
     parser.add_argument(
-        "--command", default=None, help="Command line that reproduces the results, shown in the header."
+        "--command", action="append", default=[],
+        help="Command line that reproduces (part of) the results, shown in the header; repeatable.",
     )
     parser.add_argument("--extra_md", type=Path, default=None, help="Markdown file appended at the end.")
     return parser

@@ -63,6 +63,9 @@ def test_adapters_train_only_lora_and_are_decoded(recipe: Path) -> None:
         assert len(hyp) == 3 and (exp / f"decode_{lang}_test" / "score" / "scores.json").is_file()
     results = (recipe / "RESULTS.md").read_text(encoding="utf-8")
     assert "|owsm_tiny|" in results and "owsm_tiny_lora_hi_r32_qv_dec" in results
+    # The command that reproduces them: the whole run (stage selection left out), relative to the recipe.
+    assert "- how to reproduce: `./adapt.sh --langs hi\\ it --model_family owsm --train_utts 6 " in results
+    assert "--stop_stage" not in results and "- espnet version: `202511`" in results
 
 
 def test_rerun_finds_every_stage_up_to_date(recipe: Path) -> None:
@@ -72,8 +75,23 @@ def test_rerun_finds_every_stage_up_to_date(recipe: Path) -> None:
         assert label in out
 
 
+def _kill_process_groups_of(marker: str) -> int:
+    """SIGKILL the process group of every process whose command line holds ``marker``; how many."""
+    groups = set()
+    for proc_dir in Path("/proc").iterdir():
+        try:
+            if proc_dir.name.isdigit() and marker.encode() in (proc_dir / "cmdline").read_bytes():
+                groups.add(os.getpgid(int(proc_dir.name)))
+        except (OSError, ProcessLookupError):
+            continue
+    for group in groups:
+        os.killpg(group, signal.SIGKILL)
+    return len(groups)
+
+
 def test_killed_lora_training_resumes_and_changed_options_start_over(recipe: Path, tmp_path: Path) -> None:
-    """kill -9 of the whole recipe during epoch 2 of 3; the same command resumes at epoch 2."""
+    """kill -9 of the training and the recipe during epoch 2 of 3 (a lost machine): the same
+    command resumes at epoch 2.  run.pl gives every task its own process group, so both are killed."""
     smoke = yaml.safe_load((REPO / "test/conf/owsm_lora_smoke.yaml").read_text())
     three_epochs = tmp_path / "lora_3_epochs.yaml"
     three_epochs.write_text(yaml.safe_dump({**smoke, "max_epoch": 3}))
@@ -88,6 +106,7 @@ def test_killed_lora_training_resumes_and_changed_options_start_over(recipe: Pat
         if cell_log.exists() and "2/3epoch started" in cell_log.read_text(encoding="utf-8", errors="replace"):
             break
         time.sleep(0.1)
+    assert _kill_process_groups_of(f"{ADAPTERS[0]}/espnet") == 1
     os.killpg(proc.pid, signal.SIGKILL)
     first = proc.communicate()[0]
     assert "made with other options: starting over" in first  # the fixture's run had 1 epoch

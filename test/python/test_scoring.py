@@ -241,7 +241,7 @@ def _fake_exp(exp: Path) -> None:
 
 ENV = Environment(
     date="2026-01-02 03:04:05 UTC", git_commit="abc1234", python="3.11.7",
-    torch="2.5.0", transformers="5.23.0", cpu_count=8,
+    torch="2.5.0", transformers="5.23.0", espnet="202511", cpu_count=8,
 )
 
 EXPECTED_RESULTS = f"""\
@@ -254,6 +254,7 @@ EXPECTED_RESULTS = f"""\
 - python version: `3.11.7`
 - pytorch version: `2.5.0`
 - transformers version: `5.23.0`
+- espnet version: `202511`
 - CPU count: `8`
 - text normalizer: `{NORMALIZER_VERSION}`
 - how to reproduce: `./run.sh --stage 7`
@@ -330,7 +331,7 @@ def test_render_results_from_fake_exp(tmp_path: Path) -> None:
         ("whisper_base", "decode_it_test"),
         ("whisper_base_lora_hi_r32_qv_dec", "decode_hi_test"),
     ]
-    text = render_results(entries, ENV, "./run.sh --stage 7", "## Notes\n\nTrained on the synthetic corpus.\n")
+    text = render_results(entries, ENV, ["./run.sh --stage 7"], "## Notes\n\nTrained on the synthetic corpus.\n")
     assert text == EXPECTED_RESULTS
 
 
@@ -341,6 +342,10 @@ def test_make_results_cli(tmp_path: Path) -> None:
     assert make_results.main(argv) == 0
     text = out.read_text(encoding="utf-8")
     assert "- how to reproduce: `./run.sh`\n" in text
+    # Two runs (model families) into one exp dir: both commands.
+    assert make_results.main([*argv, "--command", "./run.sh --model_family owsm"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "    - `./run.sh`\n    - `./run.sh --model_family owsm`\n" in text
     assert "|whisper_base|22.0 / 12.0 (n=10)|10.0 / 4.3 (n=8)|\n" in text
     for unlisted in ("decode_pa_test", "whisper_base_lora_pa_r32_qv_dec", "te_test", "lora_tmp"):
         assert unlisted not in text

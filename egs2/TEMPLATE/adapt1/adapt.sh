@@ -484,8 +484,22 @@ decode_set() {
 }
 
 # write_results: ${results} from every scores.json, plus the routing report(s) of stage 11.
+# Each model's run leaves its command line in ${expdir}/log/command.<model>, without stage
+# selection (stages are resumable: the whole command reproduces everything); the header
+# lists them all (a Whisper and an OWSM run of one recipe share the tables).
 write_results() {
-    local extra=()
+    local extra=() commands=() file args=() i line
+    for ((i = 0; i < ${#orig_args[@]}; i++)); do
+        case ${orig_args[i]} in
+            --stage|--stop_stage|--skip_stages) i=$((i + 1)) ;;
+            *) args+=("${orig_args[i]}") ;;
+        esac
+    done
+    line=$(printf '%q ' "${0#"${PWD}/"}" "${args[@]}")
+    printf '%s\n' "${line% }" > "${expdir}/log/command.${model_tag}"
+    for file in "${expdir}"/log/command.*; do
+        commands+=(--command "$(cat "${file}")")
+    done
     if compgen -G "${expdir}/*_routing_*/routing.md" > /dev/null; then
         cat "${expdir}"/*_routing_*/routing.md "${expdir}"/*_routing_*/codeswitch/report/codeswitch.md \
             2>/dev/null > "${expdir}/results_extra.md" || true
@@ -493,7 +507,7 @@ write_results() {
     fi
     ${train_cmd} "${expdir}/log/make_results.log" \
         python3 -m espnet_adapters.bin.make_results --exp_dir "${expdir}" --out "${results}" \
-            --command "${run_args}" "${extra[@]}"
+            "${commands[@]}" "${extra[@]}"
     log "Results in ${results}"
 }
 

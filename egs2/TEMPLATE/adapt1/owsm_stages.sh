@@ -66,7 +66,7 @@ owsm_stage5() {
         log "  ${owsm_base_file}"
         return
     fi
-    local tiny=${expdir}/owsm_tiny sig args
+    local tiny=${expdir}/owsm_tiny sig args split stats_nj n
     sig="epochs=${owsm_tiny_epochs} vocab=${owsm_vocab_size} seed=${seed} $(checksum "${owsm_tiny_config}" \
         $(for lang in ${langs}; do echo "${dumpdir}/owsm/${lang}_${train_split}/text" "${dumpdir}/owsm/${lang}_dev/text"; done))"
     log "Stage 5: tiny OWSM (${owsm_tiny_config}, ${owsm_tiny_epochs} epochs) on the training sets of ${langs} -> ${tiny}/owsm_tiny.zip"
@@ -83,10 +83,22 @@ owsm_stage5() {
     mapfile -t args < <(s2t_data_args train "${tiny}/data/train"; s2t_data_args valid "${tiny}/data/dev")
     args+=(--config "${owsm_tiny_config}" --token_type bpe --token_list "${tiny}/token_list/tokens.txt"
         --bpemodel "${tiny}/token_list/bpe.model" --use_preprocessor true --seed "${seed}")
-    # Feature statistics for global_mvn (ESPnet's collect_stats; one job: the sets are small).
-    ${train_cmd} "${tiny}/log/stats.log" "${espnet_run[@]}" espnet2.bin.s2t_train --collect_stats true \
-        "${args[@]}" --train_shape_file "${tiny}/data/train/keys" --valid_shape_file "${tiny}/data/dev/keys" \
-        --output_dir "${tiny}/stats" --ngpu 0
+    # Feature statistics for global_mvn, as ESPnet's s2t.sh collects them: collect_stats over
+    # key shards (${nj} jobs), then aggregate_stats_dirs.
+    stats_nj=$(printf '%s\n' "${nj}" "$(wc -l < "${tiny}/data/train/keys")" "$(wc -l < "${tiny}/data/dev/keys")" \
+        | sort -n | head -n 1)
+    rm -rf "${tiny}/stats_logdir" && mkdir -p "${tiny}/stats_logdir"
+    for split in train dev; do
+        split_scp.pl "${tiny}/data/${split}/keys" \
+            $(for n in $(seq "${stats_nj}"); do echo "${tiny}/stats_logdir/${split}.${n}.keys"; done)
+    done
+    ${train_cmd} JOB=1:"${stats_nj}" "${tiny}/stats_logdir/stats.JOB.log" \
+        "${espnet_run[@]}" espnet2.bin.s2t_train --collect_stats true "${args[@]}" \
+            --train_shape_file "${tiny}/stats_logdir/train.JOB.keys" --valid_shape_file "${tiny}/stats_logdir/dev.JOB.keys" \
+            --output_dir "${tiny}/stats_logdir/stats.JOB" --ngpu 0
+    ${train_cmd} "${tiny}/log/stats.log" "${espnet_run[@]}" espnet2.bin.aggregate_stats_dirs \
+        $(for n in $(seq "${stats_nj}"); do echo "--input_dir ${tiny}/stats_logdir/stats.${n}"; done) \
+        --output_dir "${tiny}/stats"
     owsm_fresh_run "${tiny}/train" "${sig}"
     ${cuda_cmd} --num-threads "${train_num_threads}" "${tiny}/log/train.log" \
         "${espnet_run[@]}" espnet2.bin.s2t_train "${args[@]}" \
