@@ -34,9 +34,12 @@
 #     their logs are closed with the exit code, and run.pl exits 128+signal.
 use strict;
 use warnings;
-use POSIX qw(strftime setpgid);
+use POSIX qw(setpgid);
 use File::Basename qw(dirname);
 use File::Path qw(make_path);
+use FindBin qw($RealBin);
+use lib $RealBin;
+use JobCommon qw(parse_switches parse_job_args subst_var now);
 
 # Errors exit with status 1 (not 255), with the message only.
 $SIG{__DIE__} = sub { return if $^S; print STDERR $_[0]; exit 1; };
@@ -52,76 +55,26 @@ sub usage {
 
 my $max_jobs_run = 0;    # 0 = no limit
 my $num_threads  = 1;
-my %ignored_opt  = map { $_ => 1 } qw(mem gpu time config num-nodes);
+my %ignored_opt  = map { $_ => 1 } qw(mem gpu time config num_nodes);
 
-while (@ARGV && $ARGV[0] =~ /^--/) {
-  my $switch = shift @ARGV;
-  last if $switch eq '--';
-  usage(0) if $switch eq '--help';
-  my ($name, $value);
-  if ($switch =~ /^--([^=]+)=(.*)$/s) {
-    ($name, $value) = ($1, $2);
-  } else {
-    $name = substr($switch, 2);
-    usage() unless @ARGV;
-    $value = shift @ARGV;
-  }
-  $name =~ tr/_/-/;
-  if ($name eq 'max-jobs-run') {
+for my $pair (parse_switches(\@ARGV, \&usage)) {
+  my ($name, $value) = @$pair;
+  if ($name eq 'max_jobs_run') {
     die "$me: --max-jobs-run expects a positive integer, got '$value'\n"
       unless $value =~ /^\d+$/ && $value > 0;
     $max_jobs_run = $value;
-  } elsif ($name eq 'num-threads') {
+  } elsif ($name eq 'num_threads') {
     die "$me: --num-threads expects a positive integer, got '$value'\n"
       unless $value =~ /^\d+$/ && $value > 0;
     $num_threads = $value;
   } elsif (!$ignored_opt{$name}) {
-    warn "$me: ignoring unknown option --$name $value\n";
+    (my $shown = $name) =~ tr/_/-/;
+    warn "$me: ignoring unknown option --$shown $value\n";
   }
 }
 
-my ($var, $first, $last) = (undef, 1, 1);
-if (@ARGV && $ARGV[0] =~ /^([A-Za-z_]\w*)=(\d+):(\d+)$/) {
-  ($var, $first, $last) = ($1, $2, $3);
-  shift @ARGV;
-  die "$me: empty range $var=$first:$last (start > end)\n" if $first > $last;
-} elsif (@ARGV && $ARGV[0] =~ /^([A-Za-z_]\w*)=(\d+)$/) {
-  ($var, $first, $last) = ($1, $2, $2);
-  shift @ARGV;
-}
-usage() if @ARGV < 2;
-
-my $log_template = shift @ARGV;
-if (defined $var && $last > $first && index($log_template, $var) < 0) {
-  die "$me: $var=$first:$last runs several tasks but the log file '$log_template' "
-    . "does not contain '$var', so they would overwrite one log\n";
-}
-
-# Build the shell command (see "Behaviour" above).
-my $cmd_template;
-if (@ARGV == 1) {
-  $cmd_template = $ARGV[0];
-} else {
-  my @words;
-  for my $arg (@ARGV) {
-    if ($arg =~ /^[^\s'"\\*?\[\]]+$/) {
-      push @words, $arg;
-    } else {
-      (my $q = $arg) =~ s/'/'\\''/g;
-      push @words, "'$q'";
-    }
-  }
-  $cmd_template = join(' ', @words);
-}
-
-sub subst {
-  my ($text, $id) = @_;
-  return $text unless defined $var;
-  $text =~ s/\Q$var\E/$id/g;
-  return $text;
-}
-
-sub now { return strftime('%a %b %e %H:%M:%S %Z %Y', localtime); }
+my ($var, $first, $last, $log_template, $cmd_template) = parse_job_args($me, \@ARGV, \&usage);
+sub subst { return subst_var($_[0], $var, $_[1]); }
 
 sub append_log {
   my ($file, $text) = @_;

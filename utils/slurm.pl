@@ -55,11 +55,14 @@
 #   Environment: SLURM_PL_GRACE (s, default 10); the SLURM commands' own (SLURM_CONF, ...).
 use strict;
 use warnings;
-use POSIX qw(strftime);
+use POSIX ();
 use File::Basename qw(dirname basename);
 use File::Path qw(make_path);
 use Cwd qw(getcwd);
 use Time::HiRes qw(time sleep);
+use FindBin qw($RealBin);
+use lib $RealBin;
+use JobCommon qw(parse_switches parse_job_args subst_var now);
 
 $SIG{__DIE__} = sub { return if $^S; print STDERR $_[0]; exit 1; };
 
@@ -88,22 +91,8 @@ sub usage {
   exit($code // 1);
 }
 
-my %opt;          # option name (with underscores) => value, as given on the command line
-while (@ARGV && $ARGV[0] =~ /^--/) {
-  my $switch = shift @ARGV;
-  last if $switch eq '--';
-  usage(0) if $switch eq '--help';
-  my ($name, $value);
-  if ($switch =~ /^--([^=]+)=(.*)$/s) {
-    ($name, $value) = ($1, $2);
-  } else {
-    $name = substr($switch, 2);
-    usage() unless @ARGV;
-    $value = shift @ARGV;
-  }
-  $name =~ tr/-/_/;
-  $opt{$name} = $value;
-}
+# option name (with underscores) => value, as given on the command line (the last one wins)
+my %opt = map { @$_ } parse_switches(\@ARGV, \&usage);
 
 my $max_jobs_run = delete $opt{max_jobs_run};
 if (defined $max_jobs_run) {
@@ -119,22 +108,7 @@ die "$me: --num-threads expects a positive integer, got '$num_threads'\n"
 my $grace = $ENV{SLURM_PL_GRACE} // 10;
 die "$me: SLURM_PL_GRACE must be a number of seconds, got '$grace'\n" unless $grace =~ /^\d+(\.\d*)?$/;
 
-my ($var, $first, $last) = (undef, 1, 1);
-if (@ARGV && $ARGV[0] =~ /^([A-Za-z_]\w*)=(\d+):(\d+)$/) {
-  ($var, $first, $last) = ($1, $2, $3);
-  shift @ARGV;
-  die "$me: empty range $var=$first:$last (start > end)\n" if $first > $last;
-} elsif (@ARGV && $ARGV[0] =~ /^([A-Za-z_]\w*)=(\d+)$/) {
-  ($var, $first, $last) = ($1, $2, $2);
-  shift @ARGV;
-}
-usage() if @ARGV < 2;
-
-my $log_template = shift @ARGV;
-if (defined $var && $last > $first && index($log_template, $var) < 0) {
-  die "$me: $var=$first:$last runs several tasks but the log file '$log_template' "
-    . "does not contain '$var', so they would overwrite one log\n";
-}
+my ($var, $first, $last, $log_template, $cmd_template) = parse_job_args($me, \@ARGV, \&usage);
 
 # ---- The config: sbatch command and the flags of the options. ----
 my $config = delete $opt{config};
@@ -211,31 +185,8 @@ if (defined $max_jobs_run && !defined $var) {
   undef $max_jobs_run;
 }
 
-# ---- The command (quoted as run.pl does). ----
-my $cmd_template;
-if (@ARGV == 1) {
-  $cmd_template = $ARGV[0];
-} else {
-  my @words;
-  for my $arg (@ARGV) {
-    if ($arg =~ /^[^\s'"\\*?\[\]]+$/) {
-      push @words, $arg;
-    } else {
-      (my $q = $arg) =~ s/'/'\\''/g;
-      push @words, "'$q'";
-    }
-  }
-  $cmd_template = join(' ', @words);
-}
-
-sub subst {
-  my ($text, $id) = @_;
-  return $text unless defined $var;
-  $text =~ s/\Q$var\E/$id/g;
-  return $text;
-}
+sub subst { return subst_var($_[0], $var, $_[1]); }
 sub shq { my ($s) = @_; $s =~ s/'/'\\''/g; return "'$s'"; }
-sub now { return strftime('%a %b %e %H:%M:%S %Z %Y', localtime); }
 
 # ---- Files: q/ next to the logs. ----
 my $cwd = getcwd();
