@@ -75,6 +75,17 @@ def test_rerun_finds_every_stage_up_to_date(recipe: Path) -> None:
         assert label in out
 
 
+def test_options_owsm_cannot_honour_are_errors(recipe: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for args, message in (
+        (["--num_nodes", "2"], "multi-node training is wired for Whisper only"),
+        (["--owsm_model", "/nonexistent/owsm.zip", "--stage", "5", "--stop_stage", "5"], "/nonexistent/owsm.zip"),
+    ):
+        result = subprocess.run(["./run.sh", "--model_family", "owsm", *args], cwd=recipe, env=env,
+                                capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode != 0 and message in result.stdout + result.stderr, result.stdout[-2000:]
+
+
 def _kill_process_groups_of(marker: str) -> int:
     """SIGKILL the process group of every process whose command line holds ``marker``; how many."""
     groups = set()

@@ -166,6 +166,10 @@ case "${model_family}" in
     owsm)
         model_tag=owsm_$(basename "${owsm_model%/}" .zip | sed 's/^owsm_//' | tr '[:upper:]' '[:lower:]' | tr -c '[:alnum:]\n' '_')
         owsm_cache=${owsm_cache:-${expdir}/owsm_cache}
+        if [ "${num_nodes}" -gt 1 ]; then
+            log "Error: --num_nodes ${num_nodes} with --model_family owsm: multi-node training is wired for Whisper only (OWSM: --ngpu N on one node)"
+            exit 2
+        fi
         ;;
     *) log "Error: --model_family ${model_family}: whisper or owsm"; exit 2 ;;
 esac
