@@ -66,7 +66,7 @@ TRAIN_KEYS = (
     "optim", "optim_conf", "scheduler", "scheduler_conf", "batch_type", "batch_size", "batch_bins",
     "valid_batch_size", "accum_grad", "max_epoch", "patience", "grad_clip", "num_workers", "seed",
     "best_model_criterion", "keep_nbest_models", "num_iters_per_epoch", "log_interval", "use_amp",
-    "train_dtype", "early_stopping_criterion", "val_scheduler_criterion", "unused_parameters",
+    "train_dtype", "early_stopping_criterion", "val_scheduler_criterion", "unused_parameters", "num_att_plot",
 )
 
 

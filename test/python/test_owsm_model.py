@@ -87,6 +87,17 @@ def test_zip_and_hugging_face_cache_round_trip_offline(tiny: dict[str, Path], mo
     assert yaml.safe_load(cached.config.read_text())["bpemodel"] == str(snapshot / "bpe.model")
 
 
+@pytest.mark.parametrize("preset", ["conf/owsm/lora_train.yaml", "test/conf/owsm_lora_smoke.yaml"])
+def test_shipped_train_presets_make_valid_configs(tiny: dict[str, Path], preset: str) -> None:
+    model = fetch_owsm(str(tiny["pack"]), tiny["root"] / "cache")
+    settings = yaml.safe_load((REPO / preset).read_text())
+    config = lora_train_config(model.load_config(), LoraSpec.from_yaml(REPO / "conf/lora/r32_qv_dec.yaml"), settings)
+    assert all(config[key] == value for key, value in settings.items())
+    with pytest.raises(UserInputError, match=r"keys \['encoder_conf'\] are not training settings"):
+        lora_train_config(model.load_config(), LoraSpec.from_yaml(REPO / "conf/lora/r32_qv_dec.yaml"),
+                          {**settings, "encoder_conf": {}})
+
+
 def test_bad_packs_are_clear_errors(tiny: dict[str, Path]) -> None:
     root = tiny["root"]
     with zipfile.ZipFile(tiny["pack"]) as archive:
