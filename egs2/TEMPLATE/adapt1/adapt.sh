@@ -500,7 +500,7 @@ write_results() {
         esac
     done
     line=$(printf '%q ' "${0#"${PWD}/"}" "${args[@]}")
-    printf '%s\n' "${line% }" > "${expdir}/log/command.${model_tag}"
+    mkdir -p "${expdir}/log" && printf '%s\n' "${line% }" > "${expdir}/log/command.${model_tag}"
     for file in "${expdir}"/log/command.*; do
         commands+=(--command "$(cat "${file}")")
     done
