@@ -442,27 +442,21 @@ if run_stage 6; then
     fi
 fi
 
-# run_decode DIR SET SIGNATURE PROGRAM [OPTION ...]: decodes ${dumpdir}/raw/SET into DIR with
-# --inference_nj jobs of espnet_adapters.bin.PROGRAM (whisper_decode or route_decode; their
-# common options are added here), unless DIR is up to date; merges hyp, hyp_lang[, routing].
-run_decode() {
-    local dir=$1 set_name=$2 sig=$3 program=$4
+# decode_jobs DIR SET SIGNATURE PROGRAM [OPTION ...]: unless DIR is up to date with SIGNATURE,
+# decodes ${dumpdir}/raw/SET into DIR with --inference_nj jobs of espnet_adapters.bin.PROGRAM
+# (any of our decoders: --data_dir, --keys and --out_dir are added here) and merges their
+# hyp, hyp_lang[, routing].
+decode_jobs() {
+    local dir=$1 set_name=$2 sig=$3 program=$4 outs name
     shift 4
     local data=${dumpdir}/raw/${set_name}
-    local opts=(--feats_scp "${feats_dir}/${set_name}/feats.scp") outs name
-    ! ${use_encoder_cache} || opts+=(--encoder_cache "${feats_dir}/encoder/${set_name}")
-    sig="${program} model=${whisper_model} beam=${beam_size} max_new=${max_new_tokens} ${sig} $(checksum "${data}"/{wav.scp,utt2lang} "${feats_dir}/${set_name}/feats.scp")"
     up_to_date "${dir}" "${dir}" "${sig}" && return
     mkdir -p "${dir}" && rm -f "${dir}/.done"
     split_keys "${data}/wav.scp" "${dir}/logdir" "${inference_nj}"
     if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu 1"; else _cmd=${decode_cmd}; fi
     ${_cmd} --num-threads "${num_threads}" JOB=1:"${_nj}" "${dir}/logdir/decode.JOB.log" \
         python3 -m "espnet_adapters.bin.${program}" --data_dir "${data}" \
-            --keys "${dir}/logdir/keys.JOB" --out_dir "${dir}/logdir/output.JOB" \
-            "${opts[@]}" "$@" \
-            --whisper_model "${whisper_model}" --beam_size "${beam_size}" \
-            --batch_size "${batch_size}" --max_new_tokens "${max_new_tokens}" \
-            --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
+            --keys "${dir}/logdir/keys.JOB" --out_dir "${dir}/logdir/output.JOB" "$@"
     outs=$(for n in $(seq "${_nj}"); do echo "${dir}/logdir/output.${n}"; done)
     for name in hyp hyp_lang routing; do
         [ ! -f "${dir}/logdir/output.1/${name}" ] || merge_jobs "${name}" "${dir}/${name}" ${outs}
@@ -471,8 +465,20 @@ run_decode() {
     log "  ${dir}: $(wc -l < "${dir}/hyp") hypotheses"
 }
 
-# decode_set MODEL_DIR_TAG DATA_SET [ADAPTER_DIR]: stage 7's decoding of one set into
-# ${expdir}/MODEL_DIR_TAG/decode_<set>${inference_tag}.
+# run_decode DIR SET SIGNATURE PROGRAM [OPTION ...]: decode_jobs for a Whisper decoder
+# (whisper_decode or route_decode): their common options and inputs are added here.
+run_decode() {
+    local dir=$1 set_name=$2 sig=$3 program=$4
+    shift 4
+    local data=${dumpdir}/raw/${set_name}
+    local opts=(--feats_scp "${feats_dir}/${set_name}/feats.scp")
+    ! ${use_encoder_cache} || opts+=(--encoder_cache "${feats_dir}/encoder/${set_name}")
+    sig="${program} model=${whisper_model} beam=${beam_size} max_new=${max_new_tokens} ${sig} $(checksum "${data}"/{wav.scp,utt2lang} "${feats_dir}/${set_name}/feats.scp")"
+    decode_jobs "${dir}" "${set_name}" "${sig}" "${program}" "${opts[@]}" "$@" \
+        --whisper_model "${whisper_model}" --beam_size "${beam_size}" \
+        --batch_size "${batch_size}" --max_new_tokens "${max_new_tokens}" \
+        --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
+}
 decode_set() {
     local tag=$1 set_name=$2 adapter=${3:-}
     if [ "${model_family}" = owsm ]; then

@@ -1,7 +1,7 @@
 # OWSM stages of adapt.sh (--model_family owsm), sourced by it: ESPnet's own S2T task,
 # entry points and LoRA adapters, launched through ${train_cmd}/${cuda_cmd}/${decode_cmd}
 # as ESPnet's s2t.sh launches them.  Uses adapt.sh's options and helpers (log, run_stage,
-# up_to_date, mark_done, checksum, split_keys, merge_jobs, all_sets).
+# up_to_date, mark_done, checksum, decode_jobs, all_sets).
 #   4  S2T data dirs ${dumpdir}/owsm/<set>: text with <lang><asr><notimestamps>, text.prev, text.ctc
 #   5  the base model: --owsm_model tiny trains a tiny OWSM v3.1-architecture model on the
 #      pooled training sets and packs it like a released one (${expdir}/owsm_tiny/owsm_tiny.zip);
@@ -161,26 +161,15 @@ owsm_cell() {
 
 # owsm_decode_set MODEL_DIR_TAG DATA_SET [ADAPTER_DIR]: stage 7 for OWSM, like decode_set.
 owsm_decode_set() {
-    local tag=$1 set_name=$2 adapter=${3:-}
-    local dir=${expdir}/${tag}/decode_${set_name}${inference_tag} data=${dumpdir}/raw/${set_name} opts=() sig outs
+    local tag=$1 set_name=$2 adapter=${3:-} opts=() sig
     [ -n "${owsm_base_file:-}" ] || owsm_base
-    sig="owsm=${owsm_model} beam=${beam_size} maxlenratio=${owsm_maxlenratio} $(checksum "${owsm_base_file}" "${data}"/{wav.scp,utt2lang})"
+    sig="owsm=${owsm_model} beam=${beam_size} maxlenratio=${owsm_maxlenratio} $(checksum "${owsm_base_file}" "${dumpdir}/raw/${set_name}"/{wav.scp,utt2lang})"
     if [ -n "${adapter}" ]; then
         opts+=(--adapter_dir "${adapter}")
         sig+=" adapter=$(checksum "${adapter}"/adapter.{yaml,pth})"
     fi
-    up_to_date "${dir}" "${dir}" "${sig}" && return
-    mkdir -p "${dir}" && rm -f "${dir}/.done"
-    split_keys "${data}/wav.scp" "${dir}/logdir" "${inference_nj}"
-    if [ "${ngpu}" -gt 0 ]; then _cmd="${cuda_cmd} --gpu 1"; else _cmd=${decode_cmd}; fi
-    ${_cmd} --num-threads "${num_threads}" JOB=1:"${_nj}" "${dir}/logdir/decode.JOB.log" \
-        python3 -m espnet_adapters.bin.owsm_decode --data_dir "${data}" --keys "${dir}/logdir/keys.JOB" \
-            --out_dir "${dir}/logdir/output.JOB" --owsm_model "${owsm_pack}" --owsm_cache "${owsm_cache}" \
-            --beam_size "${beam_size}" --maxlenratio "${owsm_maxlenratio}" \
-            --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)" "${opts[@]}"
-    outs=$(for n in $(seq "${_nj}"); do echo "${dir}/logdir/output.${n}"; done)
-    merge_jobs hyp "${dir}/hyp" ${outs}
-    merge_jobs hyp_lang "${dir}/hyp_lang" ${outs}
-    mark_done "${dir}" "${sig}"
-    log "  ${dir}: $(wc -l < "${dir}/hyp") hypotheses"
+    decode_jobs "${expdir}/${tag}/decode_${set_name}${inference_tag}" "${set_name}" "${sig}" owsm_decode \
+        --owsm_model "${owsm_pack}" --owsm_cache "${owsm_cache}" \
+        --beam_size "${beam_size}" --maxlenratio "${owsm_maxlenratio}" \
+        --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)" "${opts[@]}"
 }
