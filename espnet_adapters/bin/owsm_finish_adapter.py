@@ -70,9 +70,8 @@ def run(args: argparse.Namespace) -> None:
         raise UserInputError(f"{source}: {len(state) - len(lora)} non-LoRA tensors and {count} LoRA parameters; "
                              f"expected an adapter_only checkpoint of {expected}")
     target = args.exp_dir / "adapter" / meta["checkpoint"]
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
+    with source.open("rb") as checkpoint, atomic_write(target, "wb") as handle:
+        shutil.copyfileobj(checkpoint, handle)
     with atomic_write(args.exp_dir / "train_stats.json") as handle:
         json.dump({"trainable_params": count, "checkpoint": str(source)}, handle, indent=2)
         handle.write("\n")
