@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fixtures.recipe import recipe_env
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -50,8 +51,7 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     state = Path(tempfile.mkdtemp(prefix="slurm-pytest.", dir="/tmp"))
     started = subprocess.run([str(MAIN_ROOT / "tools/slurm/start.sh"), str(state)], capture_output=True, text=True)
     assert started.returncode == 0, f"tools/slurm/start.sh failed:\n{started.stdout}\n{started.stderr}"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env |= {"SLURM_CONF": str(state / "slurm.conf"), "cmd_backend": "slurm"}
+    env = recipe_env() | {"SLURM_CONF": str(state / "slurm.conf"), "cmd_backend": "slurm"}
     try:
         yield env
     finally:

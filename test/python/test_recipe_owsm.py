@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from fixtures.recipe import new_recipe, run_recipe
+from fixtures.recipe import new_recipe, recipe_env, run_recipe
 import torch
 import yaml
 
@@ -76,12 +76,11 @@ def test_rerun_finds_every_stage_up_to_date(recipe: Path) -> None:
 
 
 def test_options_owsm_cannot_honour_are_errors(recipe: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for args, message in (
         (["--num_nodes", "2"], "multi-node training is wired for Whisper only"),
         (["--owsm_model", "/nonexistent/owsm.zip", "--stage", "5", "--stop_stage", "5"], "/nonexistent/owsm.zip"),
     ):
-        result = subprocess.run(["./run.sh", "--model_family", "owsm", *args], cwd=recipe, env=env,
+        result = subprocess.run(["./run.sh", "--model_family", "owsm", *args], cwd=recipe, env=recipe_env(),
                                 capture_output=True, text=True, timeout=300, check=False)
         assert result.returncode != 0 and message in result.stdout + result.stderr, result.stdout[-2000:]
 
@@ -109,8 +108,7 @@ def test_killed_lora_training_resumes_and_changed_options_start_over(recipe: Pat
     args = [*TINY, "--langs", "hi", "--stage", "6", "--stop_stage", "6", "--owsm_train_config", str(three_epochs)]
     cell_log = recipe / "exp" / "log" / "train_cells" / "train.1.log"
     exp = recipe / "exp" / ADAPTERS[0]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.Popen(["./run.sh", *args], cwd=recipe, env=env, start_new_session=True,
+    proc = subprocess.Popen(["./run.sh", *args], cwd=recipe, env=recipe_env(), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from fixtures import commonvoice, fleurs, kathbath
+from fixtures.recipe import new_recipe, recipe_env
 
 from espnet_adapters.data.kaldi import read_map, validate_data_dir
 from espnet_adapters.scoring.normalize import normalize_text
@@ -42,9 +43,8 @@ def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory: pytest.TempPathFactory, corpora: dict[str, str]) -> Path:
-    recipe = tmp_path_factory.mktemp("real") / "adapt1"
-    subprocess.run([str(REPO / "egs2/TEMPLATE/adapt1/setup.sh"), str(recipe), "hi"], check=True)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | corpora
+    recipe = new_recipe(tmp_path_factory.mktemp("real") / "adapt1", "hi")
+    env = recipe_env() | corpora
     result = _run(recipe, env, "--corpus", "mix", "--eval_langs", "", "--stop_stage", "3")
     assert result.returncode == 0, f"run.sh failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return recipe
