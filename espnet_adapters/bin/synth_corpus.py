@@ -7,7 +7,7 @@ background noise) under ``<audio_dir>/<speaker>/``.  The recipe's format stage
 resamples to 16 kHz like any other corpus.
 
 Train, dev and test have disjoint speakers (``split:`` of each speaker in the
-config) and disjoint sentences (the sentence file is shuffled with ``--seed`` and
+config) and disjoint sentences (lines equal after scoring normalisation count once; the sentence file is shuffled with ``--seed`` and
 cut into test, dev, train in that order, so the test set does not change when
 ``--train_utts`` grows).  Each sentence is spoken once, by one of its split's
 speakers in turn.
@@ -62,8 +62,9 @@ def run(args: argparse.Namespace) -> None:
     sizes = {"train": args.train_utts, "dev": args.dev_utts, "test": args.test_utts}
     sizes = {split: (size if split in args.splits else 0) for split, size in sizes.items()}
     audio_dir = (args.audio_dir / args.lang).resolve()
-    plan = plan_corpus(args.lang, sentences, config.speakers, sizes, audio_dir, args.seed)
     voice = config.voices[args.lang]
+    plan = plan_corpus(args.lang, sentences, config.speakers, sizes, audio_dir, args.seed,
+                       voice=voice, noise_dbfs=config.noise_dbfs)
     for split in args.splits:
         utts = plan[split]
         durations = synthesize_all(utts, voice, config.noise_dbfs, args.nj)

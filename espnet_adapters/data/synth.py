@@ -14,6 +14,8 @@ speaker nor a sentence: test WER measures generalisation, not memorisation.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import random
@@ -32,6 +34,7 @@ import soundfile as sf
 import yaml
 from tqdm import tqdm
 
+from espnet_adapters.scoring.normalize import normalize_text
 from espnet_adapters.utils.cli import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -107,6 +110,35 @@ def read_sentences(path: str | os.PathLike[str]) -> list[str]:
     return sentences
 
 
+def unique_sentences(lang: str, sentences: Sequence[str]) -> list[int]:
+    """Indices of the sentences to use: the first of each group equal after scoring normalisation.
+
+    Two lines that score as the same sentence ("Hello, world." and "hello world")
+    must not land in two splits: test would then hold a training sentence.
+    """
+    seen: set[str] = set()
+    kept = []
+    for index, sentence in enumerate(sentences):
+        key = normalize_text(sentence, lang)
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(index)
+    if len(kept) < len(sentences):
+        logger.info("%s: %d of %d sentences are duplicates after normalisation (or empty): left out",
+                    lang, len(sentences) - len(kept), len(sentences))
+    return kept
+
+
+def audio_key(text: str, voice: str, speaker: Speaker, noise_dbfs: float) -> str:
+    """A digest of everything the audio of one utterance depends on (part of its file name).
+
+    An edited sentence file or synth config then gives new file names instead of
+    silently pairing the old audio with the new text.
+    """
+    what = json.dumps([text, voice, speaker.variant, speaker.pitch, speaker.rate, noise_dbfs, PAD_SECONDS])
+    return hashlib.sha1(what.encode("utf-8")).hexdigest()[:10]
+
+
 def plan_corpus(
     lang: str,
     sentences: Sequence[str],
@@ -114,18 +146,24 @@ def plan_corpus(
     sizes: Mapping[str, int],
     audio_dir: Path,
     seed: int,
+    *,
+    voice: str,
+    noise_dbfs: float,
 ) -> dict[str, list[Utterance]]:
     """Partition sentences across splits and assign them round-robin to the split's speakers.
 
-    The sentence index in the file is part of the utterance id, so ids stay stable
-    when sizes change, and cached audio is reused.
+    Sentences equal after normalisation count once (``unique_sentences``).  The
+    sentence index in the file is part of the utterance id, so ids stay stable
+    when sizes change; the audio file name adds ``audio_key`` (text, voice,
+    speaker, noise), so cached audio is reused exactly when it is still right.
     """
+    usable = unique_sentences(lang, sentences)
     needed = sum(sizes.values())
-    if needed > len(sentences):
+    if needed > len(usable):
         raise UserInputError(
-            f"{lang}: {needed} sentences requested ({dict(sizes)}) but only {len(sentences)} available"
+            f"{lang}: {needed} sentences requested ({dict(sizes)}) but only {len(usable)} distinct ones available"
         )
-    order = list(range(len(sentences)))
+    order = list(usable)
     random.Random(f"{seed}-{lang}").shuffle(order)
     plan: dict[str, list[Utterance]] = {}
     start = 0
@@ -140,9 +178,9 @@ def plan_corpus(
             speaker = split_speakers[rank % len(split_speakers)]
             spk_id = f"{lang}_{speaker.name}"
             utt_id = f"{spk_id}-{lang}{index:05d}"
-            utts.append(
-                Utterance(utt_id, spk_id, speaker, sentences[index], audio_dir / spk_id / f"{utt_id}.wav")
-            )
+            text = sentences[index]
+            wav = audio_dir / spk_id / f"{utt_id}-{audio_key(text, voice, speaker, noise_dbfs)}.wav"
+            utts.append(Utterance(utt_id, spk_id, speaker, text, wav))
         plan[split] = utts
     return plan
 
@@ -150,8 +188,8 @@ def plan_corpus(
 def synthesize(utt: Utterance, voice: str, noise_dbfs: float) -> float:
     """Speak one utterance to its wav path (atomically) and return its duration in seconds.
 
-    An existing file is reused: espeak-ng is deterministic and so is the noise,
-    which is seeded by the utterance id.
+    An existing file is reused: its name carries ``audio_key`` of everything it was
+    made from, espeak-ng is deterministic and the noise is seeded by the utterance id.
     """
     if utt.wav_path.exists():
         return sf.info(str(utt.wav_path)).duration

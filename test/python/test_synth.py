@@ -20,6 +20,9 @@ from espnet_adapters.utils.cli import UserInputError
 REPO = Path(__file__).resolve().parents[2]
 
 
+VOICE = {"voice": "it", "noise_dbfs": -60.0}
+
+
 def _speakers() -> list[Speaker]:
     config = load_synth_config(REPO / "conf" / "synth.yaml")
     return list(config.speakers)
@@ -27,7 +30,7 @@ def _speakers() -> list[Speaker]:
 
 def test_splits_share_no_speaker_and_no_sentence(tmp_path: Path) -> None:
     sentences = [f"sentence number {i} here." for i in range(100)]
-    plan = plan_corpus("it", sentences, _speakers(), {"train": 50, "dev": 10, "test": 20}, tmp_path, seed=3)
+    plan = plan_corpus("it", sentences, _speakers(), {"train": 50, "dev": 10, "test": 20}, tmp_path, seed=3, **VOICE)
     assert {split: len(utts) for split, utts in plan.items()} == {"train": 50, "dev": 10, "test": 20}
     speakers = {split: {u.spk_id for u in utts} for split, utts in plan.items()}
     texts = {split: {u.text for u in utts} for split, utts in plan.items()}
@@ -41,14 +44,14 @@ def test_splits_share_no_speaker_and_no_sentence(tmp_path: Path) -> None:
 
 def test_test_set_does_not_depend_on_train_size(tmp_path: Path) -> None:
     sentences = [f"frase {i}." for i in range(200)]
-    small = plan_corpus("it", sentences, _speakers(), {"train": 10, "dev": 5, "test": 20}, tmp_path, seed=1)
-    large = plan_corpus("it", sentences, _speakers(), {"train": 150, "dev": 5, "test": 20}, tmp_path, seed=1)
+    small = plan_corpus("it", sentences, _speakers(), {"train": 10, "dev": 5, "test": 20}, tmp_path, seed=1, **VOICE)
+    large = plan_corpus("it", sentences, _speakers(), {"train": 150, "dev": 5, "test": 20}, tmp_path, seed=1, **VOICE)
     assert [u.utt_id for u in small["test"]] == [u.utt_id for u in large["test"]]
 
 
 def test_too_few_sentences_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(UserInputError, match="only 3 available"):
-        plan_corpus("hi", ["a.", "b.", "c."], _speakers(), {"train": 2, "dev": 1, "test": 1}, tmp_path, seed=1)
+    with pytest.raises(UserInputError, match="only 3 distinct ones available"):
+        plan_corpus("hi", ["a.", "b.", "c."], _speakers(), {"train": 2, "dev": 1, "test": 1}, tmp_path, seed=1, **VOICE)
 
 
 def test_sentence_file_errors_name_the_line(tmp_path: Path) -> None:
@@ -73,7 +76,9 @@ def test_config_rejects_unknown_split(tmp_path: Path) -> None:
 
 
 def test_synthesized_audio_is_speech_with_noise_floor(tmp_path: Path) -> None:
-    plan = plan_corpus("hi", ["भारत एक विशाल देश है।"] * 3, _speakers(), {"train": 1, "dev": 1, "test": 1}, tmp_path, 1)
+    sentences = ["भारत एक विशाल देश है।", "आज मौसम बहुत अच्छा है।", "यह एक किताब है।"]
+    plan = plan_corpus("hi", sentences, _speakers(), {"train": 1, "dev": 1, "test": 1}, tmp_path, 1,
+                       voice="hi", noise_dbfs=-60)
     utt = plan["test"][0]
     duration = synthesize(utt, "hi", noise_dbfs=-60)
     audio, rate = sf.read(utt.wav_path, dtype="float32")
@@ -87,3 +92,47 @@ def test_synthesized_audio_is_speech_with_noise_floor(tmp_path: Path) -> None:
     mtime = utt.wav_path.stat().st_mtime_ns
     assert synthesize(utt, "hi", noise_dbfs=-60) == pytest.approx(duration, abs=1e-3)
     assert utt.wav_path.stat().st_mtime_ns == mtime
+
+
+def test_sentences_equal_after_normalisation_count_once(tmp_path: Path) -> None:
+    """Case and punctuation variants of one sentence never land in two splits (they would score alike)."""
+    sentences = [f"Frase numero {i}." for i in range(30)] + [f"frase numero {i}" for i in range(30)]
+    plan = plan_corpus("it", sentences, _speakers(), {"train": 20, "dev": 5, "test": 5}, tmp_path, seed=1, **VOICE)
+    from espnet_adapters.scoring.normalize import normalize_text
+
+    normalised = [normalize_text(u.text, "it") for utts in plan.values() for u in utts]
+    assert len(normalised) == 30 and len(set(normalised)) == 30
+    with pytest.raises(UserInputError, match="31 sentences requested .* only 30 distinct"):
+        plan_corpus("it", sentences, _speakers(), {"train": 21, "dev": 5, "test": 5}, tmp_path, seed=1, **VOICE)
+
+
+def test_the_shipped_sentence_files_plan_without_duplicates(tmp_path: Path) -> None:
+    from espnet_adapters.scoring.normalize import normalize_text
+
+    for path in sorted((REPO / "local" / "sentences").glob("*.txt")):
+        lang = path.stem
+        sentences = read_sentences(path)
+        plan = plan_corpus(lang, sentences, _speakers(), {"train": 0, "dev": 0, "test": 0}, tmp_path, 1, **VOICE)
+        assert all(not utts for utts in plan.values())
+        from espnet_adapters.data.synth import unique_sentences
+
+        kept = [normalize_text(sentences[i], lang) for i in unique_sentences(lang, sentences)]
+        assert len(kept) == len(set(kept)), path
+
+
+def test_audio_file_follows_the_text_and_the_voice(tmp_path: Path) -> None:
+    """An edited sentence or synth setting gets a new wav name: old audio is never paired with new text."""
+    speakers = _speakers()
+    sizes = {"train": 1, "dev": 1, "test": 1}
+    base = plan_corpus("it", ["uno due.", "tre quattro.", "cinque."], speakers, sizes, tmp_path, 1, **VOICE)
+    edited = plan_corpus("it", ["uno tre.", "tre quattro.", "cinque."], speakers, sizes, tmp_path, 1, **VOICE)
+    louder = plan_corpus("it", ["uno due.", "tre quattro.", "cinque."], speakers, sizes, tmp_path, 1,
+                         voice="it", noise_dbfs=-40.0)
+    by_id = lambda plan: {u.utt_id: u for utts in plan.values() for u in utts}  # noqa: E731
+    a, b, c = by_id(base), by_id(edited), by_id(louder)
+    assert a.keys() == b.keys() == c.keys()
+    changed = [k for k in a if a[k].text != b[k].text]
+    assert len(changed) == 1
+    for key in a:
+        assert (a[key].wav_path == b[key].wav_path) == (key not in changed)
+        assert a[key].wav_path != c[key].wav_path
