@@ -53,7 +53,7 @@ from typing import Any, Sequence
 
 import torch
 
-from espnet_adapters.train.data import load_dataset
+from espnet_adapters.train.data import dataset_digest, load_dataset
 from espnet_adapters.train.distributed import Dist, distributed_session, launched, torchrun_command
 from espnet_adapters.train.trainer import TrainConfig, Trainer, prepare_out_dir, seed_everything
 from espnet_adapters.utils.cli import LOG_FORMAT, UserInputError, make_parser, run_main
@@ -115,15 +115,15 @@ def _check_options(args: argparse.Namespace, spec: LoraSpec) -> None:
 
 
 def _signature(args: argparse.Namespace, source: str, spec: LoraSpec, cfg: TrainConfig) -> dict[str, Any]:
-    """What makes two runs the same run (for resuming and for the done marker)."""
-    paths = ("train_dir", "train_feats", "train_encoder_cache", "dev_dir", "dev_feats", "dev_encoder_cache")
+    """What makes two runs the same run (for resuming and for the done marker): the data by content."""
     return {
         "model": source,
         "lang": args.lang,
         "lora": spec.as_dict(),
         "train": cfg.as_dict(),
         "seed": args.seed,
-        **{name: None if getattr(args, name) is None else str(getattr(args, name).resolve()) for name in paths},
+        "train_data": dataset_digest(args.train_dir, args.train_feats, args.train_encoder_cache),
+        "dev_data": dataset_digest(args.dev_dir, args.dev_feats, args.dev_encoder_cache),
     }
 
 

@@ -25,6 +25,7 @@ the exact batch it stopped at.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -38,7 +39,7 @@ from transformers import PreTrainedTokenizerBase
 
 from espnet_adapters.data.kaldi import ark_file, read_map_lines
 from espnet_adapters.utils.cli import UserInputError
-from espnet_adapters.whisper.encoder_cache import EncoderCache, encoder_fingerprint
+from espnet_adapters.whisper.encoder_cache import FINGERPRINT_FILE, EncoderCache, encoder_fingerprint
 from espnet_adapters.whisper.features import stack_features
 
 logger = logging.getLogger(__name__)
@@ -220,6 +221,33 @@ def load_dataset(
     logger.info("%s: %d utterances, labels %d-%d tokens", data_dir, len(examples),
                 min(len(e.tokens) for e in examples) - 1, max(len(e.tokens) for e in examples) - 1)
     return AsrDataset(examples, source, pad_id=eot)
+
+
+def dataset_digest(data_dir: Path, feats_scp: Path, encoder_cache: Path | None = None) -> str:
+    """A sha256 of what a training or dev set *is*: its transcripts, languages and features.
+
+    The Kaldi dir's ``text`` and ``utt2lang``, the ``feats.scp`` and every byte of
+    the arks it points to (log-mel features are small: ~40 MB for 240 utterances),
+    and the encoder cache's fingerprint (which covers the model and the features).
+    Paths are left out: the same paths with other data must not look like the same run.
+    """
+    digest = hashlib.sha256()
+    for path in (data_dir / "text", data_dir / "utt2lang", feats_scp):
+        try:
+            digest.update(path.read_bytes())
+        except OSError as err:
+            raise UserInputError(f"{path}: cannot read ({err.strerror})") from err
+    arks = sorted({ark for _, value in read_map_lines(feats_scp).values() if (ark := ark_file(value))})
+    for ark in arks:
+        with open(ark, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+    if encoder_cache is not None:
+        try:
+            digest.update((encoder_cache / FINGERPRINT_FILE).read_bytes())
+        except OSError as err:
+            raise UserInputError(f"{encoder_cache}: no {FINGERPRINT_FILE}; not an encoder cache (run stage 5)") from err
+    return digest.hexdigest()
 
 
 class BucketBatchSampler:

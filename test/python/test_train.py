@@ -268,3 +268,32 @@ def test_bad_input_is_reported_by_file(
 
     fp16 = write_yaml(tmp_path / "fp16.yaml", {"precision": "fp16"})
     fails([*good, "--train_config", str(fp16)], f"{fp16}: precision fp16 needs CUDA")
+
+
+def test_same_paths_with_other_data_retrain(tiny_dir: Path, sets: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    """The signature covers the data's content: new transcripts or features under the same paths start over."""
+    data = tmp_path / "data"
+    shutil.copytree(sets["train4"][0], data / "train")
+    shutil.copytree(sets["train4"][1].parent, data / "feats")
+    scp = data / "feats" / "feats.scp"
+    scp.write_text(scp.read_text().replace(str(sets["train4"][1].parent), str(data / "feats")))
+    cfg = write_yaml(tmp_path / "t.yaml", {"batch_size": 2, "max_steps": 2, "eval_every": 2, "save_every": 2,
+                                           "warmup_steps": 0, "dev_max_new_tokens": 4})
+    out = tmp_path / "exp"
+    args = cli_args(tiny_dir, {"t": (data / "train", scp), "dev": sets["dev"]}, "t", cfg, out)
+    assert run_cli(args) == 0
+    assert run_cli(args) == 0
+    assert "nothing to do" in (out / "train.log").read_text()
+    text = data / "train" / "text"
+    text.write_text(text.read_text().replace(SENTENCES[0], SENTENCES[5]), encoding="utf-8")
+    assert run_cli(args) == 0
+    assert (out / "train.log").read_text().count("starting over") == 1
+    # Same transcripts, other features (a re-dump of other audio) at the same paths.
+    feats = dict(kaldiio.load_scp(str(scp)).items())
+    before = scp.read_text()
+    with kaldiio.WriteHelper(f"ark,scp:{data / 'feats' / 'feats.ark'},{scp}") as writer:
+        for utt, matrix in feats.items():
+            writer(utt, matrix + 0.25)
+    assert scp.read_text() == before
+    assert run_cli(args) == 0
+    assert (out / "train.log").read_text().count("starting over") == 2
