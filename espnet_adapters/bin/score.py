@@ -14,13 +14,22 @@ means the others are complete):
   ref.norm, hyp.norm  normalised texts (Kaldi text files, sorted)
   result.txt          sclite-like word alignment of every utterance + summary
   result.cer.txt      the same with characters (spaces shown as <space>)
+  per_utt.tsv         one line per utterance (reference order), tab-separated, with
+                      a header: utt_id, then for words and for characters the
+                      reference length, hits, sub, del, ins and errors (the input
+                      of make_results' paired bootstrap confidence intervals)
   scores.json         {lang, set, num_utts, num_missing_hyps, num_empty_refs,
-                       wer, cer, word_counts, char_counts, sentence_error_rate,
-                       normalizer, char_unit[, by_category]}
+                       wer, cer, corr, word_counts, char_counts,
+                       sentence_error_rate, normalizer, char_unit, per_utt
+                       [, by_category]}
+
+corr is sclite's Corr for words: the percentage of reference words recognised
+(hits / reference words); unlike WER it is not inflated by insertions and stays
+within 0-100, so it still compares two systems whose WERs both exceed 100%.
 
 With --utt2category (a Kaldi file naming each utterance's source corpus, as a
 pooled multi-corpus test set has), scores.json also holds
-``by_category: {source: {num_utts, wer, cer}}``, so one decoding of the pooled
+``by_category: {source: {num_utts, wer, cer, corr}}``, so one decoding of the pooled
 set reports in-domain and cross-domain WER side by side.
 
 Rules: characters are Unicode code points and CER counts spaces, like ESPnet.
@@ -42,6 +51,7 @@ from typing import Sequence
 from espnet_adapters.data.kaldi import read_map, write_map
 from espnet_adapters.scoring.metrics import ScoreReport, score_chars, score_words, write_result_txt
 from espnet_adapters.scoring.normalize import NORMALIZER_VERSION, normalize_text
+from espnet_adapters.scoring.per_utt import PER_UTT_FILE, write_per_utt
 from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
 from espnet_adapters.utils.fileio import atomic_write
 
@@ -95,11 +105,13 @@ def _scores_json(
         "num_empty_refs": num_empty_refs,
         "wer": words.total.error_rate,
         "cer": chars.total.error_rate,
+        "corr": words.total.percent(words.total.correct),
         "word_counts": words.total.as_json(),
         "char_counts": chars.total.as_json(),
         "sentence_error_rate": words.sentence_error_rate,
         "normalizer": NORMALIZER_VERSION,
         "char_unit": CHAR_UNIT,
+        "per_utt": PER_UTT_FILE,
     }
 
 
@@ -124,6 +136,7 @@ def _by_category(
             "num_utts": len(ids),
             "wer": words.total.error_rate,
             "cer": score_chars(ids, refs, hyps).total.error_rate,
+            "corr": words.total.percent(words.total.correct),
         }
     return result
 
@@ -160,10 +173,13 @@ def run(args: argparse.Namespace) -> None:
     chars = score_chars(utt_ids, ref_norm, hyp_norm)
 
     out_dir: Path = args.out_dir
+    # scores.json vouches for the other outputs: never leave an old one beside new ones.
+    (out_dir / "scores.json").unlink(missing_ok=True)
     write_map(out_dir / "ref.norm", dict(zip(utt_ids, ref_norm, strict=True)))
     write_map(out_dir / "hyp.norm", dict(zip(utt_ids, hyp_norm, strict=True)))
     write_result_txt(out_dir / "result.txt", words, title=str(args.hyp_text))
     write_result_txt(out_dir / "result.cer.txt", chars, title=str(args.hyp_text))
+    write_per_utt(out_dir / PER_UTT_FILE, words, chars)
     scores = _scores_json(args, words, chars, len(missing), num_empty_refs)
     if args.utt2category is not None:
         scores["by_category"] = _by_category(args.utt2category, utt_ids, ref_norm, hyp_norm)
@@ -171,8 +187,8 @@ def run(args: argparse.Namespace) -> None:
         json.dump(scores, out, ensure_ascii=False, indent=2)
         out.write("\n")
     logger.info(
-        "%s: WER %.2f%% CER %.2f%% on %d utterances (%d without hypothesis) -> %s",
-        scores["set"], scores["wer"], scores["cer"], len(utt_ids), len(missing), out_dir,
+        "%s: WER %.2f%% CER %.2f%% Corr %.2f%% on %d utterances (%d without hypothesis) -> %s",
+        scores["set"], scores["wer"], scores["cer"], scores["corr"], len(utt_ids), len(missing), out_dir,
     )
 
 

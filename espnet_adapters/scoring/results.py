@@ -10,6 +10,20 @@ table.  Only scored decodings appear: a model or decode dir without
 Rendering is a pure function of the entries and an :class:`Environment`, so the
 tables are deterministic (models, languages and decode dirs sorted) and can be
 tested without the date or the git state.
+
+What the tables report beside WER and CER:
+
+- **Corr**, sclite's words correct: the percentage of reference words
+  recognised (hits / reference words).  Insertions do not lower it, so it stays
+  within 0-100 and still ranks two systems whose WERs both exceed 100%.
+- For each adapter against its base model on the adapter's own test set, the
+  difference (points) and relative change of WER and CER, and the difference
+  of Corr, each with a **paired bootstrap 95% confidence interval**
+  (:mod:`espnet_adapters.scoring.bootstrap`) computed from both decodings'
+  ``score/per_utt.tsv``, resampling the test utterances.
+- **No change is reported between two rates above 100%** (``n/a (both > 100%)``):
+  such rates count mostly insertions (hallucinated or looping output), and
+  458% -> 115% is not a 75% better recognition; Corr is the comparison then.
 """
 
 from __future__ import annotations
@@ -28,6 +42,14 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
+from espnet_adapters.scoring.bootstrap import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    Interval,
+    PairedComparison,
+    paired_bootstrap,
+)
+from espnet_adapters.scoring.per_utt import PER_UTT_FILE, PerUttCounts, paired_counts, read_per_utt
 from espnet_adapters.utils.cli import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +82,15 @@ class ScoreEntry:
     # For an adapter: its LoRA rank and trainable parameters (from the experiment dir).
     lora_rank: int | None = None
     trainable_params: int | None = None
+    # source corpus -> Corr, where scores.json has it (scored after Corr was added).
+    category_corr: dict[str, float] = field(default_factory=dict)
+    # score/per_utt.tsv, checked against the totals; None for a decoding scored before it existed.
+    per_utt: PerUttCounts | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def corr(self) -> float:
+        """Words correct (sclite's Corr): hits / reference words, in %."""
+        return 100.0 * self.word_counts["cor"] / self.word_counts["ref"]
 
 
 @dataclass(frozen=True)
@@ -130,7 +161,48 @@ def load_entry(path: Path) -> ScoreEntry:
         normalizer=json_field(data, "normalizer", str, path),
         by_category=categories_of(data, path),
         **_adapter_facts(path.parent.parent.parent),
+        category_corr=_category_corr(data, path),
+        per_utt=_per_utt_of(data, path),
     )
+
+
+def _per_utt_of(data: dict[str, Any], path: Path) -> PerUttCounts | None:
+    """``per_utt.tsv`` beside ``scores.json`` (the name its ``per_utt`` gives), checked
+    against its totals so that a stale file is never paired; None if it was never written."""
+    name = data.get("per_utt", PER_UTT_FILE)
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        raise UserInputError(f"{path}: invalid 'per_utt' (a file name in the score dir)")
+    per_utt_path = path.parent / name
+    if not per_utt_path.is_file():
+        if "per_utt" in data:
+            raise UserInputError(f"{path}: per_utt names {per_utt_path}, which does not exist")
+        return None
+    per_utt = read_per_utt(per_utt_path)
+    expected = {
+        "num_utts": json_field(data, "num_utts", int, path),
+        "word_counts": _counts(data, "word_counts", path),
+        "char_counts": _counts(data, "char_counts", path),
+    }
+    found = {
+        "num_utts": len(per_utt.utt_ids),
+        "word_counts": per_utt.total("word"),
+        "char_counts": per_utt.total("char"),
+    }
+    for key, value in expected.items():
+        if value != found[key]:
+            raise UserInputError(
+                f"{per_utt_path}: does not add up to {path} ({key}: {found[key]} vs {value}); score the decoding again"
+            )
+    return per_utt
+
+
+def _category_corr(data: dict[str, Any], path: Path) -> dict[str, float]:
+    """Corr of each source corpus, where scores.json's by_category has one."""
+    result = {}
+    for name, value in data.get("by_category", {}).items():
+        if "corr" in value:
+            result[name] = float(json_field(value, "corr", (int, float), path))
+    return result
 
 
 def _adapter_facts(exp: Path) -> dict[str, int]:
@@ -246,6 +318,9 @@ def _column_labels(columns: Sequence[tuple[str, str]]) -> list[str]:
     return [lang if langs.count(lang) == 1 else f"{lang} ({set_name})" for lang, set_name in columns]
 
 
+CORR_LEGEND = "Corr: words correct, % of reference words recognised (hits / reference words, sclite's Corr)"
+
+
 def _summary_cell(entry: ScoreEntry) -> str:
     return f"{pct(entry.wer)} / {pct(entry.cer)} (n={entry.num_utts})"
 
@@ -253,29 +328,114 @@ def _summary_cell(entry: ScoreEntry) -> str:
 def _summary_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
     columns = sorted({(entry.lang, entry.set_name) for entry in entries})
     cells = {(entry.model, entry.lang, entry.set_name): entry for entry in entries}
+    labels = [cell for label in _column_labels(columns) for cell in (label, f"{label} Corr")]
     lines = [
         f"## Summary: decoding `{variant}`",
         "",
         "WER / CER in %, n = number of test utterances. A row `<base>_lora_<lang>_<tag>` is the "
         "adapter trained on <lang>: its other columns are the cross-language (forgetting) check.",
         "",
-        "|model|" + "|".join(_column_labels(columns)) + "|",
-        "|---|" + "---|" * len(columns),
+        "|model|" + "|".join(labels) + "|",
+        "|---|" + "---|" * len(labels),
     ]
     for model in sorted({entry.model for entry in entries}):
         row = []
         for lang, set_name in columns:
             entry = cells.get((model, lang, set_name))
-            row.append("-" if entry is None else _summary_cell(entry))
+            row += ["-", "-"] if entry is None else [_summary_cell(entry), pct(entry.corr)]
         lines.append(f"|{model}|" + "|".join(row) + "|")
-    return lines + [""]
+    return lines + ["", f"{CORR_LEGEND}; insertions do not lower it, so it stays within 0-100.", ""]
 
 
 def _relative(new: float, old: float) -> str:
     return "n/a" if old == 0 else f"{100.0 * (new - old) / old:+.1f}%"
 
 
-def _adapter_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
+BOTH_OVER_100 = "n/a (both > 100%)"
+NO_CI = "CI n/a"
+
+
+def _bounds(interval: Interval | None, unit: str) -> str:
+    """`` [low, high]`` of a bootstrap interval, or why there is none."""
+    if interval is None:
+        return f" [{NO_CI}]"
+    if not interval.defined:
+        return " [n/a]"
+    return f" [{interval.low:+.1f}{unit}, {interval.high:+.1f}{unit}]"
+
+
+@dataclass(frozen=True)
+class AdapterComparison:
+    """One row of the adapters-vs-base table: the point values and, when both
+    decodings have per_utt.tsv, the paired bootstrap intervals (else None)."""
+
+    base: ScoreEntry
+    adapter: ScoreEntry
+    wer: Interval | None = None  # difference in points
+    wer_relative: Interval | None = None  # relative change in %
+    cer: Interval | None = None
+    cer_relative: Interval | None = None
+    corr: Interval | None = None
+
+    @property
+    def wer_both_over_100(self) -> bool:
+        return self.base.wer > 100.0 and self.adapter.wer > 100.0
+
+    @property
+    def cer_both_over_100(self) -> bool:
+        return self.base.cer > 100.0 and self.adapter.cer > 100.0
+
+
+def compare_to_base(
+    base: ScoreEntry, adapter: ScoreEntry, num_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+) -> AdapterComparison:
+    """Paired bootstrap of adapter - base for WER, CER and Corr on the same resamples
+    (same seed, same utterances); point values only when a per_utt.tsv is missing."""
+    if base.per_utt is None or adapter.per_utt is None:
+        return AdapterComparison(base, adapter)
+    base_counts, adapter_counts = paired_counts(base.per_utt, adapter.per_utt)
+
+    def boot(unit: str, name: str) -> PairedComparison:
+        return paired_bootstrap(
+            base_counts.column(unit, "ref"), base_counts.column(unit, name), adapter_counts.column(unit, name),
+            num_resamples=num_resamples, seed=seed,
+        )
+
+    wer, cer, corr = boot("word", "errors"), boot("char", "errors"), boot("word", "hits")
+    return AdapterComparison(base, adapter, wer.difference, wer.relative, cer.difference, cer.relative, corr.difference)
+
+
+def _change_cells(
+    new: float, old: float, difference: Interval | None, relative: Interval | None, ci_known: bool, flagged: bool
+) -> list[str]:
+    """The Δ and rel. cells of WER or CER."""
+    if flagged:
+        return [BOTH_OVER_100, BOTH_OVER_100]
+    delta = f"{new - old:+.1f}" + _bounds(difference if ci_known else None, "")
+    if old == 0:
+        return [delta, "n/a (base 0)"]
+    return [delta, _relative(new, old) + _bounds(relative if ci_known else None, "%")]
+
+
+def _adapter_row(row: AdapterComparison) -> str:
+    base, entry = row.base, row.adapter
+    match = ADAPTER_MODEL.match(entry.model)
+    tag = entry.model if match is None else match["tag"]
+    ci_known = row.wer is not None
+    num_utts = str(entry.num_utts) if entry.num_utts == base.num_utts else f"{base.num_utts} / {entry.num_utts}"
+    cells = [entry.set_name, num_utts, base.model, tag]
+    cells.append(f"{pct(base.wer)} → {pct(entry.wer)}")
+    cells += _change_cells(entry.wer, base.wer, row.wer, row.wer_relative, ci_known, row.wer_both_over_100)
+    cells.append(f"{pct(base.cer)} → {pct(entry.cer)}")
+    cells += _change_cells(entry.cer, base.cer, row.cer, row.cer_relative, ci_known, row.cer_both_over_100)
+    cells.append(f"{pct(base.corr)} → {pct(entry.corr)}")
+    cells.append(f"{entry.corr - base.corr:+.1f}" + _bounds(row.corr if ci_known else None, ""))
+    return "|" + "|".join(cells) + "|"
+
+
+def _adapter_table(
+    variant: str, entries: Sequence[ScoreEntry], num_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+) -> list[str]:
     """Each language's adapter on its own language's test set next to its base model.
 
     Empty when no adapter was scored: then there is nothing to compare.
@@ -289,22 +449,39 @@ def _adapter_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
         base = cells.get((match["base"], entry.set_name))
         if base is None:
             continue
-        rows.append(
-            f"|{entry.set_name}|{match['base']}|{pct(base.wer)} / {pct(base.cer)}|{match['tag']}|"
-            f"{pct(entry.wer)} / {pct(entry.cer)}|{_relative(entry.wer, base.wer)}|{_relative(entry.cer, base.cer)}|"
-        )
+        rows.append(compare_to_base(base, entry, num_resamples, seed))
     if not rows:
         return []
-    return [
+    lines = [
         f"## Adapters vs base: decoding `{variant}`",
         "",
-        "Each language's LoRA adapter on its own test set; WER / CER in %, relative change vs the base model.",
+        "Each language's LoRA adapter on its own test set against the base model; rates in %, base → adapter.",
         "",
-        "|test set|base model|base WER / CER|adapter|adapter WER / CER|WER change|CER change|",
-        "|---|---|---|---|---|---|---|",
-        *rows,
+        "|test set|n|base model|adapter|WER|ΔWER [95% CI]|rel. WER [95% CI]|"
+        "CER|ΔCER [95% CI]|rel. CER [95% CI]|Corr|ΔCorr [95% CI]|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *(_adapter_row(row) for row in rows),
         "",
+        f"{CORR_LEGEND}. Δ: adapter - base in points; rel.: (adapter - base) / base. "
+        f"[95% CI]: paired bootstrap over the test utterances ({num_resamples} resamples with replacement, "
+        f"seed {seed}, the same resampled utterances for base and adapter and for WER, CER and Corr; "
+        "corpus-level rates per resample; 2.5th and 97.5th percentiles): an interval without 0 is a "
+        "significant change.",
     ]
+    if any(row.wer_both_over_100 or row.cer_both_over_100 for row in rows):
+        lines += [
+            "",
+            f"{BOTH_OVER_100}: base and adapter both make more errors than there are reference words (or "
+            "characters), mostly insertions, so a lower rate is not a recognition gain and no change is "
+            "reported; compare Corr.",
+        ]
+    if any(row.wer is None for row in rows):
+        lines += [
+            "",
+            f"{NO_CI}: a decoding scored without score/{PER_UTT_FILE} (scored by an older version; run the "
+            "scoring stage again).",
+        ]
+    return lines + [""]
 
 
 def _detail_row(entry: ScoreEntry, counts: dict[str, int]) -> str:
@@ -317,8 +494,12 @@ def _detail_row(entry: ScoreEntry, counts: dict[str, int]) -> str:
     return f"|{entry.decode_dir}|" + "|".join(values) + "|"
 
 
-def _detail_table(title: str, rows: list[str]) -> list[str]:
-    return [f"### {title}", "", _DETAIL_HEADER, "|---|---|---|---|---|---|---|---|---|", *rows, ""]
+def _detail_table(title: str, rows: list[str], unit: str) -> list[str]:
+    legend = (
+        f"Corr: hits / reference {unit} (sclite's Corr); Sub, Del, Ins, Err = Sub + Del + Ins: % of reference "
+        f"{unit} (Err exceeds 100 when insertions dominate); S.Err: % of utterances with an error."
+    )
+    return [f"### {title}", "", _DETAIL_HEADER, "|---|---|---|---|---|---|---|---|---|", *rows, "", legend, ""]
 
 
 def _model_tables(model: str, entries: Sequence[ScoreEntry]) -> list[str]:
@@ -326,10 +507,11 @@ def _model_tables(model: str, entries: Sequence[ScoreEntry]) -> list[str]:
     return [
         f"## {model}",
         "",
-        *_detail_table("WER", [_detail_row(entry, entry.word_counts) for entry in ordered]),
+        *_detail_table("WER", [_detail_row(entry, entry.word_counts) for entry in ordered], "words"),
         *_detail_table(
             "CER (Wrd counts characters, spaces included)",
             [_detail_row(entry, entry.char_counts) for entry in ordered],
+            "characters",
         ),
     ]
 
@@ -343,22 +525,26 @@ def _source_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
     if not pooled:
         return []
     columns = sorted({(e.set_name, source) for e in pooled for source in e.by_category})
+    labels = [cell for set_name, source in columns for cell in (f"{set_name}: {source}", f"{source} Corr")]
     lines = [
         f"## Per source corpus: decoding `{variant}`",
         "",
         "Pooled test sets scored per source (utt2category): WER / CER in %, n = utterances.",
         "",
-        "|model|" + "|".join(f"{set_name}: {source}" for set_name, source in columns) + "|",
-        "|---|" + "---|" * len(columns),
+        "|model|" + "|".join(labels) + "|",
+        "|---|" + "---|" * len(labels),
     ]
     for model in sorted({entry.model for entry in pooled}):
-        cells = {e.set_name: e.by_category for e in pooled if e.model == model}
+        cells = {e.set_name: e for e in pooled if e.model == model}
         row = []
         for set_name, source in columns:
-            value = cells.get(set_name, {}).get(source)
+            entry = cells.get(set_name)
+            value = None if entry is None else entry.by_category.get(source)
             row.append("-" if value is None else f"{pct(value[1])} / {pct(value[2])} (n={value[0]})")
+            corr = None if entry is None else entry.category_corr.get(source)
+            row.append("-" if corr is None else pct(corr))
         lines.append(f"|{model}|" + "|".join(row) + "|")
-    return lines + [""]
+    return lines + ["", f"{CORR_LEGEND}; - where the decoding was scored before Corr was recorded.", ""]
 
 
 def _rank_table(variant: str, entries: Sequence[ScoreEntry]) -> list[str]:
@@ -400,14 +586,22 @@ def _variant_order(variant: str) -> tuple[bool, str]:
 
 
 def render_results(
-    entries: Sequence[ScoreEntry], env: Environment, commands: Sequence[str] = (), extra_md: str | None = None
+    entries: Sequence[ScoreEntry],
+    env: Environment,
+    commands: Sequence[str] = (),
+    extra_md: str | None = None,
+    *,
+    num_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
 ) -> str:
     """The whole RESULTS.md text: header, one summary table per decoding
-    variant, detailed WER/CER tables per model, then ``extra_md`` verbatim."""
+    variant, detailed WER/CER tables per model, then ``extra_md`` verbatim.
+
+    ``num_resamples`` and ``seed`` set the paired bootstrap of the adapters-vs-base tables."""
     lines = _header(env, commands, (entry.normalizer for entry in entries))
     for variant in sorted({entry.variant for entry in entries}, key=_variant_order):
         selected = [entry for entry in entries if entry.variant == variant]
-        lines += _adapter_table(variant, selected)
+        lines += _adapter_table(variant, selected, num_resamples, seed)
         lines += _summary_table(variant, selected)
         lines += _source_table(variant, selected)
         lines += _rank_table(variant, selected)

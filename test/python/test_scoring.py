@@ -149,6 +149,19 @@ def test_score_cli_outputs(tmp_path: Path) -> None:
     assert chars["ref"] == len("a b c d") + len("क्षेत्र में") + len("एक दो")
     assert scores["cer"] == pytest.approx(100 * (chars["sub"] + chars["del"] + chars["ins"]) / chars["ref"])
 
+    assert scores["corr"] == 50.0  # 4 of 8 reference words recognised
+    assert scores["per_utt"] == "per_utt.tsv"
+    # One line per utterance in reference order: u1 1 sub + 1 ins; u2 1 sub, one deleted
+    # anusvara; u3 (no hypothesis) every word and character deleted.
+    per_utt = (out / "per_utt.tsv").read_text(encoding="utf-8").splitlines()
+    assert per_utt == [
+        "utt_id\tref_words\tword_hits\tword_sub\tword_del\tword_ins\tword_errors"
+        "\tref_chars\tchar_hits\tchar_sub\tchar_del\tchar_ins\tchar_errors",
+        "u1\t4\t3\t1\t0\t1\t2\t7\t6\t1\t0\t2\t3",
+        f"u2\t2\t1\t1\t0\t0\t1\t{len('क्षेत्र में')}\t{len('क्षेत्र में') - 1}\t0\t1\t0\t1",
+        f"u3\t2\t0\t0\t2\t0\t2\t{len('एक दो')}\t0\t0\t{len('एक दो')}\t0\t{len('एक दो')}",
+    ]
+
     assert (out / "ref.norm").read_text(encoding="utf-8") == "u1 a b c d\nu2 क्षेत्र में\nu3 एक दो\n"
     assert (out / "hyp.norm").read_text(encoding="utf-8") == "u1 a x c d e\nu2 क्षेत्र मे\nu3\n"
 
@@ -225,6 +238,29 @@ def _scores(lang: str, set_name: str, num_utts: int, words: list[int], chars: li
     }
 
 
+PER_UTT_HEADER = (
+    "utt_id\tref_words\tword_hits\tword_sub\tword_del\tword_ins\tword_errors"
+    "\tref_chars\tchar_hits\tchar_sub\tchar_del\tchar_ins\tchar_errors\n"
+)
+
+
+def _per_utt_tsv(num_utts: int, words: list[int], chars: list[int]) -> str:
+    """A per_utt.tsv whose totals are ``words``/``chars`` (ref, cor, sub, del, ins): each
+    count spread over the utterances, the remainder on the first ones."""
+    def spread(total: int) -> list[int]:
+        return [total // num_utts + (i < total % num_utts) for i in range(num_utts)]
+
+    columns = []
+    for ref, _, sub, dele, ins in (words, chars):
+        refs, subs, dels, inss = spread(ref), spread(sub), spread(dele), spread(ins)
+        columns.append([(r, r - s - d, s, d, i, s + d + i) for r, s, d, i in zip(refs, subs, dels, inss)])
+    lines = [
+        "\t".join([f"utt{index:02d}", *(str(v) for v in (*word, *char))])
+        for index, (word, char) in enumerate(zip(*columns))
+    ]
+    return PER_UTT_HEADER + "\n".join(lines) + "\n"
+
+
 def _fake_exp(exp: Path) -> None:
     tree = {
         "whisper_base/decode_hi_test": _scores("hi", "hi_test", 10, [100, 80, 15, 5, 2], [500, 450, 30, 20, 10], 60.0),
@@ -235,6 +271,11 @@ def _fake_exp(exp: Path) -> None:
     }
     for decode, data in tree.items():
         _write(exp / decode / "score" / "scores.json", json.dumps(data))
+    # Scored with per-utterance counts (the bootstrap's input): the hi_test base and adapter.
+    for decode in ("whisper_base/decode_hi_test", "whisper_base_lora_hi_r32_qv_dec/decode_hi_test"):
+        data = tree[decode]
+        words, chars = (list(data[key].values()) for key in ("word_counts", "char_counts"))
+        _write(exp / decode / "score" / "per_utt.tsv", _per_utt_tsv(data["num_utts"], words, chars))
     (exp / "whisper_base_lora_hi_r32_qv_dec" / "decode_pa_test" / "score").mkdir(parents=True)  # decoded, not scored
     (exp / "whisper_base_lora_pa_r32_qv_dec").mkdir()  # trained, never decoded
 
@@ -261,28 +302,34 @@ EXPECTED_RESULTS = f"""\
 
 ## Adapters vs base: decoding `default`
 
-Each language's LoRA adapter on its own test set; WER / CER in %, relative change vs the base model.
+Each language's LoRA adapter on its own test set against the base model; rates in %, base → adapter.
 
-|test set|base model|base WER / CER|adapter|adapter WER / CER|WER change|CER change|
-|---|---|---|---|---|---|---|
-|hi_test|whisper_base|22.0 / 12.0|r32_qv_dec|11.0 / 2.4|-50.0%|-80.0%|
+|test set|n|base model|adapter|WER|ΔWER [95% CI]|rel. WER [95% CI]|CER|ΔCER [95% CI]|rel. CER [95% CI]|Corr|ΔCorr [95% CI]|
+|---|---|---|---|---|---|---|---|---|---|---|---|
+|hi_test|10|whisper_base|r32_qv_dec|22.0 → 11.0|-11.0 [-16.0, -6.0]|-50.0% [-65.0%, -33.3%]|12.0 → 2.4|-9.6 [-11.0, -8.2]|-80.0% [-91.7%, -68.3%]|80.0 → 90.0|+10.0 [+5.0, +15.0]|
+
+Corr: words correct, % of reference words recognised (hits / reference words, sclite's Corr). Δ: adapter - base in points; rel.: (adapter - base) / base. [95% CI]: paired bootstrap over the test utterances (1000 resamples with replacement, seed 0, the same resampled utterances for base and adapter and for WER, CER and Corr; corpus-level rates per resample; 2.5th and 97.5th percentiles): an interval without 0 is a significant change.
 
 ## Summary: decoding `default`
 
 WER / CER in %, n = number of test utterances. A row `<base>_lora_<lang>_<tag>` is the adapter trained on <lang>: its other columns are the cross-language (forgetting) check.
 
-|model|hi|it|
-|---|---|---|
-|whisper_base|22.0 / 12.0 (n=10)|10.0 / 4.3 (n=8)|
-|whisper_base_lora_hi_r32_qv_dec|11.0 / 2.4 (n=10)|-|
+|model|hi|hi Corr|it|it Corr|
+|---|---|---|---|---|
+|whisper_base|22.0 / 12.0 (n=10)|80.0|10.0 / 4.3 (n=8)|90.0|
+|whisper_base_lora_hi_r32_qv_dec|11.0 / 2.4 (n=10)|90.0|-|-|
+
+Corr: words correct, % of reference words recognised (hits / reference words, sclite's Corr); insertions do not lower it, so it stays within 0-100.
 
 ## Summary: decoding `beam5`
 
 WER / CER in %, n = number of test utterances. A row `<base>_lora_<lang>_<tag>` is the adapter trained on <lang>: its other columns are the cross-language (forgetting) check.
 
-|model|hi|
-|---|---|
-|whisper_base|16.0 / 7.0 (n=10)|
+|model|hi|hi Corr|
+|---|---|---|
+|whisper_base|16.0 / 7.0 (n=10)|85.0|
+
+Corr: words correct, % of reference words recognised (hits / reference words, sclite's Corr); insertions do not lower it, so it stays within 0-100.
 
 ## whisper_base
 
@@ -294,6 +341,8 @@ WER / CER in %, n = number of test utterances. A row `<base>_lora_<lang>_<tag>` 
 |decode_hi_test_beam5|10|100|85.0|10.0|5.0|1.0|16.0|50.0|
 |decode_it_test|8|50|90.0|8.0|2.0|0.0|10.0|25.0|
 
+Corr: hits / reference words (sclite's Corr); Sub, Del, Ins, Err = Sub + Del + Ins: % of reference words (Err exceeds 100 when insertions dominate); S.Err: % of utterances with an error.
+
 ### CER (Wrd counts characters, spaces included)
 
 |dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|
@@ -301,6 +350,8 @@ WER / CER in %, n = number of test utterances. A row `<base>_lora_<lang>_<tag>` 
 |decode_hi_test|10|500|90.0|6.0|4.0|2.0|12.0|60.0|
 |decode_hi_test_beam5|10|500|94.0|4.0|2.0|1.0|7.0|50.0|
 |decode_it_test|8|300|96.7|2.0|1.3|1.0|4.3|25.0|
+
+Corr: hits / reference characters (sclite's Corr); Sub, Del, Ins, Err = Sub + Del + Ins: % of reference characters (Err exceeds 100 when insertions dominate); S.Err: % of utterances with an error.
 
 ## whisper_base_lora_hi_r32_qv_dec
 
@@ -310,11 +361,15 @@ WER / CER in %, n = number of test utterances. A row `<base>_lora_<lang>_<tag>` 
 |---|---|---|---|---|---|---|---|---|
 |decode_hi_test|10|100|90.0|8.0|2.0|1.0|11.0|30.0|
 
+Corr: hits / reference words (sclite's Corr); Sub, Del, Ins, Err = Sub + Del + Ins: % of reference words (Err exceeds 100 when insertions dominate); S.Err: % of utterances with an error.
+
 ### CER (Wrd counts characters, spaces included)
 
 |dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|
 |---|---|---|---|---|---|---|---|---|
 |decode_hi_test|10|500|98.0|1.2|0.8|0.4|2.4|30.0|
+
+Corr: hits / reference characters (sclite's Corr); Sub, Del, Ins, Err = Sub + Del + Ins: % of reference characters (Err exceeds 100 when insertions dominate); S.Err: % of utterances with an error.
 
 ## Notes
 
@@ -346,7 +401,7 @@ def test_make_results_cli(tmp_path: Path) -> None:
     assert make_results.main([*argv, "--command", "./run.sh --model_family owsm"]) == 0
     text = out.read_text(encoding="utf-8")
     assert "    - `./run.sh`\n    - `./run.sh --model_family owsm`\n" in text
-    assert "|whisper_base|22.0 / 12.0 (n=10)|10.0 / 4.3 (n=8)|\n" in text
+    assert "|whisper_base|22.0 / 12.0 (n=10)|80.0|10.0 / 4.3 (n=8)|90.0|\n" in text
     for unlisted in ("decode_pa_test", "whisper_base_lora_pa_r32_qv_dec", "te_test", "lora_tmp"):
         assert unlisted not in text
 
@@ -383,6 +438,8 @@ def test_score_by_category(tmp_path: Path) -> None:
     assert scores["by_category"]["kathbath"]["num_utts"] == 2
     assert scores["by_category"]["kathbath"]["wer"] == pytest.approx(100.0 / 3)
     assert scores["by_category"]["commonvoice"]["wer"] == pytest.approx(25.0)
+    assert scores["by_category"]["kathbath"]["corr"] == pytest.approx(200.0 / 3)
+    assert scores["by_category"]["commonvoice"]["corr"] == pytest.approx(75.0)
 
 
 def test_score_by_category_missing_utterance_names_file(tmp_path: Path) -> None:
@@ -397,8 +454,8 @@ def test_score_by_category_missing_utterance_names_file(tmp_path: Path) -> None:
 def test_results_per_source_and_rank_tables(tmp_path: Path) -> None:
     exp = tmp_path / "exp"
     base = _scores("hi", "hi_test", 4, [40, 20, 10, 10, 0], [200, 100, 50, 50, 0], 100.0)
-    base["by_category"] = {"commonvoice": {"num_utts": 2, "wer": 60.0, "cer": 55.0},
-                           "kathbath": {"num_utts": 2, "wer": 40.0, "cer": 45.0}}
+    base["by_category"] = {"commonvoice": {"num_utts": 2, "wer": 60.0, "cer": 55.0, "corr": 45.0},
+                           "kathbath": {"num_utts": 2, "wer": 40.0, "cer": 45.0, "corr": 55.0}}
     _write(exp / "whisper_base" / "decode_hi_test" / "score" / "scores.json", json.dumps(base))
     for rank, err in ((8, 12), (32, 8)):
         model = exp / f"whisper_base_lora_hi_r{rank}_qv_dec"
@@ -407,7 +464,7 @@ def test_results_per_source_and_rank_tables(tmp_path: Path) -> None:
         _write(model / "adapter" / "adapter_config.json", json.dumps({"r": rank}))
         _write(model / "train_stats.json", json.dumps({"trainable_params": 24576 * rank}))
     text = render_results(find_entries(exp), ENV)
-    assert "|model|hi_test: commonvoice|hi_test: kathbath|" in text
-    assert "|whisper_base|60.0 / 55.0 (n=2)|40.0 / 45.0 (n=2)|" in text
+    assert "|model|hi_test: commonvoice|commonvoice Corr|hi_test: kathbath|kathbath Corr|" in text
+    assert "|whisper_base|60.0 / 55.0 (n=2)|45.0|40.0 / 45.0 (n=2)|55.0|" in text
     assert "|model|adapter|test set|r=8|r=32|" in text
     assert "|whisper_base|r*_qv_dec|hi_test|30.0 / 6.0 (196,608)|20.0 / 4.0 (786,432)|" in text
