@@ -28,9 +28,27 @@ not the en-US source strings, so English comes from LibreOffice alone::
     tools/venv/bin/python local/extract_l10n_sentences.py --lang en --script Latin \\
         --voice en --source msgid --max-sentences 1000 --packages libreoffice-l10n-it
 
+Packages that ship the catalogues of many languages (GNOME, MATE and other
+applications: ``usr/share/locale/<locale>/LC_MESSAGES/*.mo``) are read for the
+language's own locale only (``--locale``, default ``--lang``), so that, say, the
+Marathi catalogues (also Devanagari) do not end up in the Hindi file.
+
+``--append`` keeps the lines already in the output file, in their order, and adds
+the new sentences of ``--packages`` after them; this is how a file grows without
+reshuffling the sentences it already has (``local/sentences/README.md`` lists the
+commands that made each file)::
+
+    tools/venv/bin/python local/extract_l10n_sentences.py --lang te --script Telugu \\
+        --voice te --append --packages gnucash-common pidgin-data evolution-common
+
+Sentences that the recipe would treat as one (equal after the scoring normaliser
+``espnet_adapters.scoring.normalize.normalize_text``: case, punctuation and spacing
+ignored) are kept once, the first in file order.
+
 Without ``--extracted`` the packages are fetched with ``apt-get download`` and
 unpacked with ``dpkg -x`` into a temporary directory.  Run it with the project
-venv: the Whisper tokenizer (``tokenizers``) is needed for the length filter.
+venv: the Whisper tokenizer (``tokenizers``) is needed for the length filter, and
+the scoring normaliser for the duplicate check.
 """
 
 from __future__ import annotations
@@ -55,6 +73,11 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+# The scoring normaliser decides which sentences the recipe treats as one; import it
+# from this checkout (the script is run as a file, not from an installed package).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from espnet_adapters.scoring.normalize import normalize_text  # noqa: E402
+
 LOG = logging.getLogger("extract_l10n_sentences")
 
 # Punctuation a kept sentence may contain.  Anything else (quotes, brackets,
@@ -75,11 +98,16 @@ SPACE_BEFORE_PUNCT = re.compile(r" +([.,;:?!।॥])")
 DOT_INSIDE_WORD = re.compile(r"\.\w")
 # Ellipses ("Apri...", "Salva…") mark menu items and truncated text, not sentences.
 ELLIPSIS = re.compile(r"\.\.|…")
+# Two punctuation marks in a row are translators' typos ("है।.", "है., ") or a
+# mistranslated identifier ("Finance::Quote" as "वित्त::कोट").
+DOUBLED_PUNCT = re.compile(r"[.,;:?!।॥]{2}")
 # Two capitals in a row mark an acronym (PDF, URL, HTTPS, iOS) that espeak-ng
 # spells out letter by letter, which a speaker of the language would not do.
 ACRONYM = re.compile(r"[A-Z]{2}")
 # Langpack folders holding untranslated en-US strings (see is_translated_ftl).
 PREVIEW_FOLDERS = frozenset({"preview", "locales-preview"})
+# The language part of a gettext locale folder name: "te", "pa_IN", "pa-IN", "sr@latin".
+LOCALE_LANGUAGE = re.compile(r"[_\-@.]")
 
 
 @dataclass(frozen=True)
@@ -123,6 +151,8 @@ def rejection(text: str, config: FilterConfig, tokenizer: Tokenizer) -> str | No
         return "character outside the script or punctuation whitelist"
     if ELLIPSIS.search(text) or DOT_INSIDE_WORD.search(text):
         return "ellipsis, or full stop inside a word (file name, URL)"
+    if DOUBLED_PUNCT.search(text):
+        return "two punctuation marks in a row"
     if ACRONYM.search(text):
         return "acronym"
     if not config.min_words <= len(text.split()) <= config.max_words:
@@ -198,18 +228,35 @@ def is_translated_ftl(name: str) -> bool:
     return name.endswith(".ftl") and not PREVIEW_FOLDERS.intersection(name.split("/")[:-1])
 
 
-def package_strings(root: Path, source: str = "translation") -> Iterator[str]:
+def mo_language(path: Path) -> str | None:
+    """The language of a ``.mo`` catalogue in a ``<locale>/LC_MESSAGES/`` folder, else ``None``.
+
+    ``usr/share/locale/pa/LC_MESSAGES/x.mo`` and LibreOffice's
+    ``resource/pa-IN/LC_MESSAGES/x.mo`` are both ``pa``.
+    """
+    if path.parent.name != "LC_MESSAGES":
+        return None
+    return LOCALE_LANGUAGE.split(path.parent.parent.name, 1)[0].lower()
+
+
+def package_strings(
+    root: Path, source: str = "translation", locale: str | None = None
+) -> Iterator[str]:
     """Yield every translated string under an unpacked package, in a stable order.
 
     ``.mo`` entries whose translation equals the English msgid are skipped: they
-    are untranslated, not text in the target language.  With ``source="msgid"``
-    the English source strings of the ``.mo`` catalogues are yielded instead (a
-    catalogue lists only the msgids it translates); Firefox langpacks hold no
-    en-US source strings, so they are refused.
+    are untranslated, not text in the target language.  With ``locale``, a ``.mo``
+    catalogue in a ``<locale>/LC_MESSAGES/`` folder of another language is skipped
+    (packages such as ``gnucash-common`` carry the catalogues of every language).
+    With ``source="msgid"`` the English source strings of the ``.mo`` catalogues are
+    yielded instead (a catalogue lists only the msgids it translates); Firefox
+    langpacks hold no en-US source strings, so they are refused.
     """
     for path in sorted(root.rglob("*")):
         if source == "msgid" and path.suffix in (".xpi", ".ftl"):
             raise ValueError(f"{path}: Firefox langpacks hold no msgid source strings")
+        if path.suffix == ".mo" and locale is not None and mo_language(path) not in (None, locale):
+            continue
         if path.suffix == ".mo":
             for msgid, msgstr in read_mo(path):
                 if source == "msgid":
@@ -266,9 +313,18 @@ def stable_key(sentence: str) -> str:
 
 
 def select_sentences(
-    strings: Iterable[str], config: FilterConfig, tokenizer: Tokenizer
+    strings: Iterable[str],
+    config: FilterConfig,
+    tokenizer: Tokenizer,
+    lang: str,
+    exclude: Iterable[str] = (),
 ) -> list[str]:
-    """Normalize, filter and deduplicate ``strings``; return them in ``stable_key`` order."""
+    """Normalize, filter and deduplicate ``strings``; return them in ``stable_key`` order.
+
+    Sentences equal under the scoring normaliser (``normalize_text``) count once: the
+    first in ``stable_key`` order is kept.  So are sentences whose ``normalize_text``
+    key is in ``exclude`` (the lines already in the file, for ``--append``).
+    """
     kept: set[str] = set()
     reasons: dict[str, int] = {}
     for raw in strings:
@@ -282,7 +338,57 @@ def select_sentences(
             reasons[reason] = reasons.get(reason, 0) + 1
     for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
         LOG.info("rejected %d strings: %s", count, reason)
-    return sorted(kept, key=stable_key)
+    excluded = set(exclude)
+    seen: set[str] = set()
+    selected = []
+    in_file = 0
+    for text in sorted(kept, key=stable_key):
+        key = normalize_text(text, lang)
+        if key in excluded:
+            in_file += 1
+        elif key not in seen:
+            seen.add(key)
+            selected.append(text)
+    LOG.info(
+        "left out %d sentences equal under normalize_text to a line already in the file "
+        "and %d equal to an earlier sentence",
+        in_file,
+        len(kept) - in_file - len(selected),
+    )
+    return selected
+
+
+def unique_lines(lines: Sequence[str], lang: str) -> list[str]:
+    """``lines`` without those equal under ``normalize_text`` to an earlier line, in order."""
+    seen: set[str] = set()
+    kept = []
+    for line in lines:
+        key = normalize_text(line, lang)
+        if key in seen:
+            LOG.info("dropped a line equal under normalize_text to an earlier one: %s", line)
+            continue
+        seen.add(key)
+        kept.append(line)
+    return kept
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of an existing sentence file (UTF-8, LF), without their line ends."""
+    with path.open(encoding="utf-8", newline="\n") as handle:
+        return [line.rstrip("\n") for line in handle]
+
+
+def first_sources(
+    sentences: Sequence[str], strings_by_package: Sequence[tuple[str, Sequence[str]]]
+) -> dict[str, int]:
+    """How many of ``sentences`` each package supplies, crediting the first package listed."""
+    remaining = set(sentences)
+    counts = {}
+    for package, strings in strings_by_package:
+        found = remaining.intersection(normalize(raw) for raw in strings)
+        counts[package] = len(found)
+        remaining -= found
+    return counts
 
 
 def check_espeak(sentences: Sequence[str], voice: str, samples: int, seed: int) -> None:
@@ -362,6 +468,19 @@ def get_parser() -> argparse.ArgumentParser:
         "of the LibreOffice .mo catalogues, for --lang en; Firefox langpacks have no msgids",
     )
     parser.add_argument(
+        "--locale",
+        help="read only the .mo catalogues of this language among those in "
+        "<locale>/LC_MESSAGES/ folders (the part of the folder name before _, -, @ or .; "
+        "default: --lang; with --source msgid: every catalogue)",
+    )
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the lines already in the output file, in their order (dropping only "
+        "lines equal under normalize_text to an earlier one), and append the new "
+        "sentences of --packages after them, in stable-hash order",
+    )
+    parser.add_argument(
         "--extracted",
         type=Path,
         help="directory holding each package already unpacked with dpkg -x as "
@@ -383,7 +502,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-sentences",
         type=int,
-        help="keep only the first N sentences in stable-hash order (default: all)",
+        help="keep only the first N sentences in stable-hash order; with --append the "
+        "lines already in the file count towards N, and are all kept (default: all)",
     )
     parser.add_argument(
         "--tokenizer", type=Path, help="Whisper tokenizer.json (default: from the venv)"
@@ -414,27 +534,46 @@ def run(args: argparse.Namespace) -> None:
     tokenizer = Tokenizer.from_file(str(args.tokenizer or default_tokenizer()))
     output = args.output or Path(__file__).resolve().parent / "sentences" / f"{args.lang}.txt"
 
+    locale = args.locale or (args.lang if args.source == "translation" else None)
+    kept: list[str] = []
+    if args.append:
+        if not output.is_file():
+            raise FileNotFoundError(f"--append: {output} does not exist")
+        kept = unique_lines(read_lines(output), args.lang)
+        LOG.info("%s: keeping the %d lines already in the file", output, len(kept))
+
     with tempfile.TemporaryDirectory(prefix="l10n-") as workdir:
         roots = args.extracted or fetch_packages(args.packages, Path(workdir))
-        strings: list[str] = []
+        strings_by_package: list[tuple[str, list[str]]] = []
         for package in map(package_name, args.packages):
             root = roots / package
-            before = len(strings)
-            strings.extend(package_strings(root, args.source))
-            LOG.info(
-                "%s %s: %d strings", package, package_version(root, package), len(strings) - before
-            )
+            strings = list(package_strings(root, args.source, locale))
+            strings_by_package.append((package, strings))
+            LOG.info("%s %s: %d strings", package, package_version(root, package), len(strings))
+            if not strings:
+                LOG.warning("%s: no strings (no catalogue of locale %s?)", package, locale)
 
-    sentences = select_sentences(strings, config, tokenizer)
-    LOG.info("%s: %d sentences pass the filter", args.lang, len(sentences))
+    sentences = select_sentences(
+        (raw for _, strings in strings_by_package for raw in strings),
+        config,
+        tokenizer,
+        args.lang,
+        exclude={normalize_text(line, args.lang) for line in kept},
+    )
+    LOG.info("%s: %d new sentences pass the filter", args.lang, len(sentences))
     if args.max_sentences is not None:
-        sentences = sentences[: args.max_sentences]
-    if not sentences:
+        sentences = sentences[: max(0, args.max_sentences - len(kept))]
+    if not sentences and not kept:
         raise RuntimeError(f"{args.lang}: no sentence passed the filter")
-    if args.voice:
+    if not sentences:
+        LOG.warning("%s: no new sentence to append", args.lang)
+    for package, count in first_sources(sentences, strings_by_package).items():
+        LOG.info("%s: %d of the new sentences (first source listed)", package, count)
+    if args.voice and sentences:
         check_espeak(sentences, args.voice, args.check_samples, args.seed)
-    write_lines(output, sentences)
-    LOG.info("wrote %d sentences to %s", len(sentences), output)
+    lines = kept + sentences
+    write_lines(output, lines)
+    LOG.info("wrote %d sentences to %s (%d new)", len(lines), output, len(sentences))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
