@@ -112,13 +112,12 @@ def _dirs(work: Path) -> dict[str, Path]:
 
 
 def worker_dump(args: argparse.Namespace, work: Path) -> dict:
-    """Stage 4: trimmed log-mel of every utterance (dump_feats, in-process after the imports)."""
-    from espnet_adapters.bin import dump_feats
+    """Stage 4: trimmed log-mel of every utterance (as dump_feats does it, in-process after the imports)."""
+    from espnet_adapters.whisper.features import dump_features
 
     d = _dirs(work)
     start = time.perf_counter()
-    dump_feats.run(dump_feats.get_parser().parse_args(
-        ["--data_dir", str(d["data"]), "--whisper_model", args.model, "--out_dir", str(d["feats"])]))
+    dump_features(d["data"], None, args.model, d["feats"])
     return {"seconds": time.perf_counter() - start}
 
 
@@ -127,9 +126,10 @@ def worker_cache(args: argparse.Namespace, work: Path) -> dict:
     import torch
     from tqdm import tqdm
 
-    from espnet_adapters.bin.cache_encoder import _encode
     from espnet_adapters.data.kaldi import read_map
-    from espnet_adapters.whisper.encoder_cache import claim_cache_dir, encoder_fingerprint, shard_path, write_shard
+    from espnet_adapters.whisper.encoder_cache import (
+        claim_cache_dir, encode_batches, encoder_fingerprint, shard_path, write_shard,
+    )
     from espnet_adapters.whisper.features import iter_feats_scp
     from espnet_adapters.whisper.model import load_whisper
 
@@ -144,7 +144,7 @@ def worker_cache(args: argparse.Namespace, work: Path) -> dict:
     keys = list(read_map(feats_scp))
     shape = (model.config.max_source_positions, model.config.d_model)
     with tqdm(total=len(keys), disable=True) as progress:  # cache_encoder's default batch of 8
-        outputs = _encode(model.get_encoder(), iter_feats_scp(feats_scp, keys), 8, progress)
+        outputs = encode_batches(model.get_encoder(), iter_feats_scp(feats_scp, keys), 8, progress)
         write_shard(shard_path(d["cache"], 1), outputs, keys, shape, fingerprint)
     return {"load_seconds": loaded - start, "seconds": time.perf_counter() - loaded, "utts": len(keys)}
 

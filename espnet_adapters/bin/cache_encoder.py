@@ -17,20 +17,20 @@ read the outputs through ``espnet_adapters.whisper.encoder_cache.EncoderCache``.
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from espnet_adapters.data.kaldi import read_map
 from espnet_adapters.utils.cli import make_parser, run_main
-from espnet_adapters.whisper.encoder_cache import claim_cache_dir, encoder_fingerprint, shard_path, write_shard
-from espnet_adapters.whisper.features import iter_feats_scp, job_keys, stack_features
+from espnet_adapters.whisper.encoder_cache import (
+    claim_cache_dir, encode_batches, encoder_fingerprint, shard_path, write_shard,
+)
+from espnet_adapters.whisper.features import iter_feats_scp, job_keys
 from espnet_adapters.whisper.model import load_whisper, pick_device
 
 logger = logging.getLogger(__name__)
@@ -50,19 +50,6 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _encode(
-    encoder: torch.nn.Module, items: Iterator[tuple[str, np.ndarray]], batch_size: int, progress: tqdm
-) -> Iterator[tuple[str, torch.Tensor]]:
-    """``(utt, encoder output)`` batch by batch, so the shard writer streams them."""
-    parameter = next(encoder.parameters())
-    while batch := list(itertools.islice(items, batch_size)):
-        features = stack_features([feats for _, feats in batch]).to(parameter.device, parameter.dtype)
-        with torch.inference_mode():
-            hidden = encoder(input_features=features).last_hidden_state.to("cpu")
-        progress.update(len(batch))
-        yield from zip((utt for utt, _ in batch), hidden)
-
-
 def run(args: argparse.Namespace) -> None:
     """Fingerprint, claim the cache dir, encode, write the shard."""
     torch.set_num_threads(args.num_threads)
@@ -73,7 +60,7 @@ def run(args: argparse.Namespace) -> None:
     shape = (model.config.max_source_positions, model.config.d_model)
     start = time.perf_counter()
     with tqdm(total=len(keys), desc=f"encode {args.feats_scp.parent.name}", mininterval=10) as progress:
-        outputs = _encode(model.get_encoder(), iter_feats_scp(args.feats_scp, keys), args.batch_size, progress)
+        outputs = encode_batches(model.get_encoder(), iter_feats_scp(args.feats_scp, keys), args.batch_size, progress)
         write_shard(shard_path(args.out_dir, args.shard), outputs, keys, shape, fingerprint)
     wall = time.perf_counter() - start
     logger.info(

@@ -16,20 +16,11 @@ shapes.  Only the feature extractor of ``--whisper_model`` is loaded (n_mels is
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Sequence
 
-import kaldiio
-from tqdm import tqdm
-
-from espnet_adapters.data.kaldi import read_map, write_map
 from espnet_adapters.utils.cli import make_parser, run_main
-from espnet_adapters.utils.fileio import atomic_dir
-from espnet_adapters.whisper.features import iter_audio_logmel
-from espnet_adapters.whisper.model import load_feature_extractor
-
-logger = logging.getLogger(__name__)
+from espnet_adapters.whisper.features import dump_features
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -43,27 +34,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Compute and store the features of every utterance of the job."""
-    extractor = load_feature_extractor(args.whisper_model)
-    shapes: dict[str, str] = {}
-    seconds = 0.0
-    with atomic_dir(args.out_dir) as tmp:
-        ark, scp = tmp / "feats.ark", tmp / "feats.scp"
-        with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
-            items = iter_audio_logmel(args.data_dir, args.keys, extractor)
-            for utt, feats, duration in tqdm(items, desc=f"feats {args.data_dir.name}", mininterval=10):
-                writer(utt, feats)
-                shapes[utt] = f"{feats.shape[0]},{feats.shape[1]}"
-                seconds += duration
-        # The writer's scp holds the temp dir's path: point it at the final location.
-        final_ark = str(args.out_dir.resolve() / "feats.ark")
-        write_map(scp, {utt: value.replace(str(ark), final_ark) for utt, value in read_map(scp).items()})
-        write_map(tmp / "feats_shape", shapes)
-        size = ark.stat().st_size
-    logger.info(
-        "%s: %d utterances, %.1f s of audio, %.0f kB of features per utterance",
-        args.out_dir, len(shapes), seconds, size / max(len(shapes), 1) / 1000,
-    )
+    """Compute and store the features of every utterance of the job (whisper.features.dump_features)."""
+    dump_features(args.data_dir, args.keys, args.whisper_model, args.out_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,19 +24,12 @@ Example:
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Sequence
 
-from espnet_adapters.data.corpora import CORPORA, PrepOptions, get_corpus
-from espnet_adapters.data.corpora.common import SkipLog, Utterance, check_no_speaker_leak, filter_duration, write_split
-from espnet_adapters.data.corpora.splits import parse_fractions, resplit_by_speaker
-from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
-
-logger = logging.getLogger(__name__)
-
-# Splits that must be speaker-disjoint; extras (test_known) overlap train by design.
-DISJOINT_SPLITS = ("train", "dev", "test")
+from espnet_adapters.data.corpora import CORPORA, PrepOptions
+from espnet_adapters.data.prepare import IV_TEXTS, MLS_LIMITED, prepare_corpus
+from espnet_adapters.utils.cli import make_parser, run_main
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -49,8 +42,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min_dur", type=float, default=0.1, help="skip shorter utterances (s)")
     parser.add_argument("--max_dur", type=float, default=30.0, help="skip longer utterances (s)")
     parser.add_argument("--cv_min_votes", type=int, default=0, help="Common Voice: keep up_votes - down_votes >= this")
-    parser.add_argument("--mls_limited", default="", choices=("", "1h", "9h"), help="MLS: train on a limited_supervision subset")
-    parser.add_argument("--iv_text", default="normalized", choices=("normalized", "verbatim"), help="IndicVoices transcript")
+    parser.add_argument("--mls_limited", default="", choices=MLS_LIMITED, help="MLS: train on a limited_supervision subset")
+    parser.add_argument("--iv_text", default="normalized", choices=IV_TEXTS, help="IndicVoices transcript")
     parser.add_argument(
         "--resplit", default="",
         help="pool the corpus's train/dev/test and re-split by speaker, e.g. 'train:0.8,dev:0.1,test:0.1'",
@@ -61,36 +54,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    corpus = get_corpus(args.corpus)
-    if not args.root.is_dir():
-        raise UserInputError(f"{corpus.DB_VAR}={args.root}: not a directory (set it in db.sh)")
     options = PrepOptions(
         min_dur=args.min_dur, max_dur=args.max_dur, cv_min_votes=args.cv_min_votes,
         mls_limited=args.mls_limited, iv_text=args.iv_text,
     )
-    available = corpus.splits(options)
-    wanted = args.splits or list(available)
-    unknown = [s for s in wanted if s not in available]
-    if unknown:
-        raise UserInputError(f"{corpus.NAME} has no split {', '.join(unknown)} (it has: {', '.join(available)})")
-
-    prepared: dict[str, list[Utterance]] = {}
-    to_read = sorted(set(wanted) | (set(DISJOINT_SPLITS) & set(available) if args.resplit else set()))
-    for split in to_read:
-        skips = SkipLog()
-        utts = corpus.prepare(args.root, args.lang, split, skips, options)
-        utts = filter_duration(utts, options.min_dur, options.max_dur, skips)
-        logger.info("%s %s %s: %d utterances kept, %s", corpus.NAME, args.lang, split, len(utts), skips.summary())
-        skips.check(len(utts), f"{corpus.NAME} {args.lang} {split} under {args.root}")
-        prepared[split] = utts
-    if args.resplit:
-        pooled = [u for s in DISJOINT_SPLITS if s in prepared for u in prepared.pop(s)]
-        prepared.update(resplit_by_speaker(pooled, parse_fractions(args.resplit), seed=args.seed))
-    check_no_speaker_leak({s: prepared[s] for s in DISJOINT_SPLITS if s in prepared})
-    for split in wanted:
-        if split not in prepared:
-            raise UserInputError(f"--resplit {args.resplit!r} does not define split {split}")
-        write_split(args.data_dir / f"{corpus.NAME}_{args.lang}_{split}", prepared[split], category=corpus.NAME)
+    prepare_corpus(args.corpus, args.root, args.lang, args.data_dir, splits=args.splits, options=options,
+                   resplit=args.resplit, seed=args.seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

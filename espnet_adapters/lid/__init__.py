@@ -12,7 +12,9 @@ Modules, one concern each:
   models.py    ``LidModel``: [1-D CNN] + mean|attention pooling + linear|MLP classifier;
                ``window_posteriors`` for segment-level LID
   train.py     the training loop: balanced languages, AdamW, selection on dev accuracy
-  store.py     ``save_lid``/``load_lid``: ``lid_model.safetensors`` + ``lid.json``
+  store.py     ``save_lid``/``load_lid``: ``lid_model.safetensors`` + ``lid.json``;
+               ``lid_base_model``: the Whisper model whose encoder the LID was trained on
+  evaluate.py  accuracy beside Whisper's LID and the majority class, on crops, timing (eval_lid)
   whisper_lid.py  Whisper's own language detection, restricted to the recipe's labels
   metrics.py   accuracy, macro-F1, confusion matrices (numpy only)
   plots.py     training curves and confusion matrices as PNG

@@ -3,17 +3,16 @@
 One file per model variant keeps a run reproducible from its config alone; the
 training options sit beside the model ones because they are tuned together
 (an MLP with dropout wants more epochs than a linear probe).  Loaded with
-:func:`espnet_adapters.train.load_yaml_config`: unknown keys are errors naming
+:class:`espnet_adapters.utils.config.YamlConfig`: unknown keys are errors naming
 the file.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from espnet_adapters.train import SOURCE_FIELD, load_yaml_config
+from espnet_adapters.utils.config import YamlConfig
 
 FRONTENDS = ("none", "cnn")
 POOLINGS = ("mean", "attention")
@@ -21,7 +20,7 @@ CLASSIFIERS = ("linear", "mlp")
 
 
 @dataclass(frozen=True)
-class LidConfig:
+class LidConfig(YamlConfig):
     """A LID model and how to train it; the defaults are ``conf/lid/mlp_mean.yaml``."""
 
     frontend: str = "none"  # none | cnn: 1-D convolutions over the encoder frames before pooling
@@ -58,16 +57,6 @@ class LidConfig:
             raise ValueError("lr must be > 0, weight_decay and patience >= 0")
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> LidConfig:
-        return load_yaml_config(path, cls)
-
-    @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LidConfig:
-        """Rebuild from :meth:`as_dict` output read back from JSON (lists -> tuples)."""
+        """Rebuild from :meth:`as_dict` output (as stored in ``lid.json``) read back from JSON (lists -> tuples)."""
         return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
-
-    def as_dict(self) -> dict[str, Any]:
-        """The options only (no file name), as stored in ``lid.json``."""
-        values = asdict(self)
-        del values[SOURCE_FIELD]
-        return values

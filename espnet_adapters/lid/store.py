@@ -27,6 +27,7 @@ from espnet_adapters.lid.config import LidConfig
 from espnet_adapters.lid.models import LidModel
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.fileio import atomic_write
+from espnet_adapters.whisper.model import resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -99,3 +100,15 @@ def load_lid(lid_dir: Path, expected_labels: Sequence[str] | None = None) -> Loa
     except (KeyError, TypeError, ValueError, RuntimeError, OSError, SafetensorError) as err:
         raise UserInputError(f"{lid_dir}: cannot rebuild the LID model from {LID_META} + {LID_WEIGHTS}: {err}") from err
     return LoadedLid(model.eval(), labels, meta)
+
+
+def lid_base_model(lid_dir: Path, lid: LoadedLid, whisper_model: str | None = None) -> str:
+    """``whisper_model`` (default: lid.json's base model), which must be the model the LID was trained on.
+
+    The LID classifies that encoder's frames: another model's are meaningless to it.
+    """
+    trained_on = str(lid.meta.get("base_model"))
+    name = whisper_model or trained_on
+    if resolve_model(name) != trained_on:
+        raise UserInputError(f"{lid_dir}: the LID was trained on the encoder of {trained_on}, not {resolve_model(name)}")
+    return name

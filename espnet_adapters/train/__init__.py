@@ -1,78 +1,11 @@
-"""LoRA training of Whisper: data (``data.py``), the loop (``trainer.py``), and yaml configs.
+"""LoRA training of Whisper: data (``data.py``) and the loop (``trainer.py``).
 
-Configs are plain dataclasses filled from yaml by :func:`load_yaml_config`,
-which rejects unknown keys: a misspelt ``learning_rate:`` for ``lr:`` would
-otherwise be ignored silently and the run would use the default.  Values are
-checked against the field types, and numbers are converted: PyYAML reads
-``5e-4`` (no dot) as the *string* "5e-4", which would fail deep inside torch.
+The yaml config loader that used to live here is :mod:`espnet_adapters.utils.config`
+(one mechanism for every config dataclass); its names stay importable from here.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import types
-import typing
-from typing import Any, TypeVar
+from espnet_adapters.utils.config import SOURCE_FIELD, load_yaml_config
 
-import yaml
-
-from espnet_adapters.utils.cli import UserInputError
-
-ConfigT = TypeVar("ConfigT")
-
-# A config dataclass may have this field: it is filled with the yaml file's path
-# (for error messages that name the file), never read from the yaml itself.
-SOURCE_FIELD = "source"
-
-
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """``value`` as the annotated type ``hint`` (int, float, bool, str, tuple[X, ...], X | None)."""
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [arg for arg in args if arg is not type(None)]
-        return _coerce(key, value, inner)
-    if typing.get_origin(hint) is tuple:
-        items = value if isinstance(value, (list, tuple)) else [value]
-        return tuple(_coerce(key, item, args[0]) for item in items)
-    if hint is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    elif hint in (int, bool, str) and type(value) is hint:
-        return value
-    raise ValueError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
-
-
-def load_yaml_config(path: str | os.PathLike[str], cls: type[ConfigT]) -> ConfigT:
-    """Build dataclass ``cls`` from the yaml mapping in ``path``; errors name the file.
-
-    Lists become tuples, so the configs stay hashable and frozen dataclasses stay immutable.
-    ``cls.__post_init__`` may raise ``ValueError`` for values out of range.
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except OSError as err:
-        raise UserInputError(f"{path}: cannot read: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise UserInputError(f"{path}: invalid yaml: {err}") from err
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise UserInputError(f"{path}: expected a mapping of options, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {field.name for field in dataclasses.fields(cls)} - {SOURCE_FIELD}  # type: ignore[arg-type]
-    unknown = sorted(set(map(str, raw)) - known)
-    if unknown:
-        raise UserInputError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    try:
-        values = {key: _coerce(key, value, hints[key]) for key, value in raw.items()}
-        if SOURCE_FIELD in hints:
-            values[SOURCE_FIELD] = str(path)
-        return cls(**values)
-    except (TypeError, ValueError) as err:
-        raise UserInputError(f"{path}: {err}") from err
+__all__ = ["SOURCE_FIELD", "load_yaml_config"]

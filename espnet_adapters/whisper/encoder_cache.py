@@ -23,20 +23,24 @@ a training job touches only the utterances of its batches.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import re
 import struct
 from pathlib import Path
-from typing import BinaryIO, Iterable, Sequence
+from typing import BinaryIO, Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 from huggingface_hub import snapshot_download
 from safetensors import safe_open
+from tqdm import tqdm
 
 from espnet_adapters.data.kaldi import ark_file, read_map_lines
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.fileio import atomic_write
+from espnet_adapters.whisper.features import stack_features
 from espnet_adapters.whisper.model import load_error, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -160,6 +164,19 @@ def claim_cache_dir(cache_dir: Path, fingerprint: str, model_source: str) -> Non
 
 
 # --------------------------------------------------------------------------- writing
+
+
+def encode_batches(
+    encoder: torch.nn.Module, items: Iterator[tuple[str, np.ndarray]], batch_size: int, progress: tqdm
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(utt, encoder output)`` for trimmed log-mel ``items``, batch by batch, so :func:`write_shard` streams them."""
+    parameter = next(encoder.parameters())
+    while batch := list(itertools.islice(items, batch_size)):
+        features = stack_features([feats for _, feats in batch]).to(parameter.device, parameter.dtype)
+        with torch.inference_mode():
+            hidden = encoder(input_features=features).last_hidden_state.to("cpu")
+        progress.update(len(batch))
+        yield from zip((utt for utt, _ in batch), hidden)
 
 
 def write_shard(

@@ -22,17 +22,23 @@ extractor itself on the audio, so they are whatever transformers computes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import kaldiio
 import numpy as np
 import torch
+from tqdm import tqdm
 from transformers import WhisperFeatureExtractor
 
 from espnet_adapters.data.audio import read_audio
-from espnet_adapters.data.kaldi import read_map, read_map_lines
+from espnet_adapters.data.kaldi import read_map, read_map_lines, write_map
 from espnet_adapters.utils.cli import UserInputError
+from espnet_adapters.utils.fileio import atomic_dir
+from espnet_adapters.whisper.model import load_feature_extractor
+
+logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 N_FRAMES = 3000  # Whisper's 30 s window at a 10 ms hop
@@ -107,6 +113,33 @@ def iter_audio_logmel(
         where = f"{wav_scp_path}:{lineno}"
         audio = read_audio(entry, SAMPLE_RATE, where)
         yield utt, logmel(audio, extractor, where=where), len(audio) / SAMPLE_RATE
+
+
+def dump_features(data_dir: Path, keys_file: Path | None, whisper_model: str, out_dir: Path) -> None:
+    """Store the trimmed log-mel of the job's utterances: ``out_dir/{feats.ark,feats.scp,feats_shape}``, atomically.
+
+    Only the feature extractor of ``whisper_model`` is loaded, never its weights.
+    """
+    extractor = load_feature_extractor(whisper_model)
+    shapes: dict[str, str] = {}
+    seconds = 0.0
+    with atomic_dir(out_dir) as tmp:
+        ark, scp = tmp / "feats.ark", tmp / "feats.scp"
+        with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
+            items = iter_audio_logmel(data_dir, keys_file, extractor)
+            for utt, feats, duration in tqdm(items, desc=f"feats {data_dir.name}", mininterval=10):
+                writer(utt, feats)
+                shapes[utt] = f"{feats.shape[0]},{feats.shape[1]}"
+                seconds += duration
+        # The writer's scp holds the temp dir's path: point it at the final location.
+        final_ark = str(out_dir.resolve() / "feats.ark")
+        write_map(scp, {utt: value.replace(str(ark), final_ark) for utt, value in read_map(scp).items()})
+        write_map(tmp / "feats_shape", shapes)
+        size = ark.stat().st_size
+    logger.info(
+        "%s: %d utterances, %.1f s of audio, %.0f kB of features per utterance",
+        out_dir, len(shapes), seconds, size / max(len(shapes), 1) / 1000,
+    )
 
 
 def iter_feats_scp(feats_scp: Path, keys: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:

@@ -24,15 +24,15 @@ import json
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from espnet_adapters.train import SOURCE_FIELD, load_yaml_config
 from espnet_adapters.utils.cli import UserInputError
+from espnet_adapters.utils.config import YamlConfig
 from espnet_adapters.utils.fileio import atomic_dir
 
 logger = logging.getLogger(__name__)
@@ -42,8 +42,11 @@ META_FILE = "lora_meta.json"
 
 
 @dataclass(frozen=True)
-class LoraSpec:
-    """One LoRA preset; the defaults are the seed papers' (r=32, alpha=64, q/v of the decoder)."""
+class LoraSpec(YamlConfig):
+    """One LoRA preset; the defaults are the seed papers' (r=32, alpha=64, q/v of the decoder).
+
+    ``as_dict()`` (the options, no file name) is what identifies the adapter's shape.
+    """
 
     r: int = 32
     lora_alpha: int = 64
@@ -69,16 +72,6 @@ class LoraSpec:
             raise ValueError(f"where must be one of {', '.join(WHERE_CHOICES)}, got {self.where!r}")
         if self.layers is not None and (not self.layers or min(self.layers) < 0):
             raise ValueError(f"layers must be null or a non-empty list of indices >= 0, got {list(self.layers)}")
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> LoraSpec:
-        return load_yaml_config(path, cls)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The options only (no file name): what identifies the adapter's shape."""
-        values = asdict(self)
-        del values[SOURCE_FIELD]
-        return values
 
 
 def touches_encoder(spec: LoraSpec) -> bool:

@@ -22,9 +22,9 @@ from test_encoder_cache import make_tiny_whisper
 from test_routing import make_lang_adapter
 
 from espnet_adapters.bin import codeswitch_decode, codeswitch_report, make_codeswitch
-from espnet_adapters.bin.codeswitch_decode import Span, detect_spans, smooth_labels, window_centers
-from espnet_adapters.bin.codeswitch_report import degradation, switch_metrics
-from espnet_adapters.bin.make_codeswitch import read_segments_truth, read_times, write_times
+from espnet_adapters.codeswitch.detect import Span, detect_spans, smooth_labels, window_centers
+from espnet_adapters.codeswitch.report import degradation, switch_metrics
+from espnet_adapters.codeswitch.truth import read_segments_truth, read_times, write_times
 from espnet_adapters.data.kaldi import read_map, validate_data_dir, write_data_dir, write_map
 from espnet_adapters.lid.config import LidConfig
 from espnet_adapters.lid.models import LidModel

@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-from espnet_adapters.train import load_yaml_config
+from espnet_adapters.utils.config import load_yaml_config
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.whisper.lora import LoraSpec, apply_lora, build_lora_config, count_parameters, touches_encoder
 

@@ -16,6 +16,7 @@ import pytest
 
 from espnet_adapters.bin import routing_report
 from espnet_adapters.data.kaldi import write_map
+from espnet_adapters.routing.report import relative_gap
 
 TRUTH = {"u1": "hi", "u2": "hi", "u3": "it", "u4": "it"}
 TIMING = {"lid_ms_per_utt_batch1_median": 2.5, "lid_ms_per_utt_batched": 0.5, "whisper_lid_ms_per_utt_batched": 7.0}
@@ -219,9 +220,9 @@ def test_routing_file_with_unknown_utterance_is_an_error(exp: Path, caplog: pyte
 
 
 def test_relative_gap_is_undefined_without_a_positive_oracle() -> None:
-    assert routing_report.relative_gap(10.5, 10.0) == pytest.approx(5.0)
-    assert routing_report.relative_gap(1.0, 0.0) is None
-    assert routing_report.relative_gap(None, 10.0) is None
+    assert relative_gap(10.5, 10.0) == pytest.approx(5.0)
+    assert relative_gap(1.0, 0.0) is None
+    assert relative_gap(None, 10.0) is None
 
 
 def test_no_strategy_found_is_an_error(exp: Path, caplog: pytest.LogCaptureFixture) -> None:
