@@ -428,7 +428,7 @@ if run_stage 6; then
                 log "  ${dir}: $(python3 -c 'import json, sys; print("%d trainable (LoRA) parameters" % json.load(open(sys.argv[1]))["trainable_params"])' "${dir}/train_stats.json")"
             elif [ -f "${dir}/train.done" ] && grep -q '^# Ended (code 0)' "${cells}/train.${n}.log"; then
                 mark_done "${dir}" "${pending[n-1]#*|}"
-                log "  ${dir}: $(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print("best dev WER %.1f%% at step %d, %d trainable parameters" % (s["best_dev_wer"], s["best_step"], s["trainable_params"]))' "${dir}/train_stats.json")"
+                log "  ${dir}: $(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print(("best dev WER %.1f%% (words correct %.1f%%) at step %d vs the base model'"'"'s %.1f%%, %d trainable parameters" % (s["best_dev_wer"], s["best_dev_corr"], s["best_step"], s["base_dev_wer"], s["trainable_params"])) if s["adapter"] else "NO ADAPTER INSTALLED: no evaluation beat the base model'"'"'s dev WER %.1f%%; its language is decoded by the base model only" % s["base_dev_wer"])' "${dir}/train_stats.json")"
             else
                 failed+=("${dir} (log ${cells}/train.${n}.log)")
             fi
@@ -581,7 +581,14 @@ decode_plan() {
                 for other in ${langs}; do
                     [ "${other}" = "${lang}" ] || ${cross_eval} || continue
                     dir=$(adapter_exp "${other}" "${tag}")
-                    [ -d "${dir}/adapter" ] || continue
+                    if [ ! -d "${dir}/adapter" ]; then
+                        if [ -f "${dir}/train.done" ]; then
+                            log "  ${dir}: no adapter (the base model was better on dev): not decoded on ${lang}_${tset}" >&2
+                        else
+                            log "  ${dir}: no adapter yet (stage 6 not run): not decoded on ${lang}_${tset}" >&2
+                        fi
+                        continue
+                    fi
                     echo "$(basename "${dir}") ${lang}_${tset} ${lang} ${dir}/adapter"
                 done
             done < <(adapter_variants)
