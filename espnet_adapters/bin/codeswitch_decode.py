@@ -31,20 +31,29 @@ Writes, atomically, into ``--out_dir``:
                           float32 (n_windows, 1 + n_labels): the window centre (s),
                           then the posterior of each LID label (stats.json lid.labels)
   stats.json              utterances, audio seconds, LID windowing, timings of the
-                          analysis (encoder, LID) and of each system's decoding, options
+                          analysis (encoder, LID) and of each system's decoding with
+                          its safeguard counts (fallbacks, fallbacks_unresolved,
+                          capped: see whisper_decode), options
+
+Decoding options and safeguards are whisper_decode's (``--decode_config`` and
+its overriding flags ``--beam_size`` ... ``--no_repeat_ngram_size``,
+``--encoder_trim``); a piece's token cap, its batch's encoder frames under
+``--encoder_trim`` and its place in the decoding order (sorted by duration)
+come from its own duration (the segment's length, or the whole utterance's).
+Every adapter must have been trained with the decoding's ``encoder_trim``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,20 +61,21 @@ from peft import PeftModel
 from tqdm import tqdm
 from transformers import WhisperProcessor
 
-from espnet_adapters.bin.eval_lid import lid_base_model
-from espnet_adapters.bin.make_codeswitch import (
-    SEGMENTS_TRUTH, TruthSegment, read_segments_truth, write_segment_table, write_times,
+from espnet_adapters.codeswitch.detect import Span, detect_spans, switch_times, window_centers
+from espnet_adapters.codeswitch.truth import (
+    DETECTED, POSTERIORS, SEGMENTS_TRUTH, TruthSegment, read_segments_truth, write_segment_table, write_times,
 )
-from espnet_adapters.bin.route_decode import parse_adapter_arg, load_adapter_dirs, batch_key, decode_routed
 from espnet_adapters.data.audio import read_audio
-from espnet_adapters.data.kaldi import read_map_lines, write_map
+from espnet_adapters.data.kaldi import read_map_lines
+from espnet_adapters.decode_io import write_decode_outputs, write_hyp_files
 from espnet_adapters.lid.data import ENCODER_STRIDE, valid_encoder_frames
-from espnet_adapters.lid.models import predict_proba, window_posteriors, window_starts
-from espnet_adapters.lid.store import LoadedLid, load_lid
+from espnet_adapters.lid.models import predict_proba, window_posteriors
+from espnet_adapters.lid.store import LoadedLid, lid_base_model, load_lid
+from espnet_adapters.routing.decode import batch_key, decode_routed, load_adapter_dirs, parse_adapter_arg
 from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
-from espnet_adapters.utils.fileio import atomic_dir
-from espnet_adapters.whisper.decode import DecodeOptions
+from espnet_adapters.whisper.decode import DecodeOptions, add_search_arguments, decode_options, safeguard_stats
 from espnet_adapters.whisper.features import SAMPLE_RATE, logmel, stack_features
+from espnet_adapters.whisper.inputs import check_adapter_encoder_trim
 from espnet_adapters.whisper.model import pick_device
 from espnet_adapters.whisper.routing import adapter_languages, load_routed_whisper
 
@@ -73,67 +83,6 @@ logger = logging.getLogger(__name__)
 
 SYSTEMS = ("segments", "oracle_segments", "utterance_hard", "base")
 SEGMENT_SYSTEM = "segments"
-
-
-# --------------------------------------------------------------------------- switch detection (pure)
-
-
-class Span(NamedTuple):
-    """A stretch of an utterance and the language it is decoded in (None: Whisper detects it)."""
-
-    start: float
-    end: float
-    lang: str | None
-
-
-def window_centers(n_frames: int, win_frames: int, hop_frames: int, frame_seconds: float) -> np.ndarray:
-    """Centre time (s) of each window of :func:`window_starts`; the last window may be shorter."""
-    starts = window_starts(n_frames, win_frames, hop_frames)
-    return np.array([(start + min(win_frames, n_frames - start) / 2) * frame_seconds for start in starts])
-
-
-def smooth_labels(posteriors: np.ndarray, smooth_windows: int) -> np.ndarray:
-    """Majority vote of the window argmaxes over ``smooth_windows`` windows centred on each one.
-
-    A lone window that flips to another language (a noisy window, a loan
-    word) is outvoted instead of cutting the utterance into a short segment
-    that would be decoded alone.  The neighbourhood is clipped at the ends;
-    ties go to the label with the larger summed posterior in it.
-    """
-    if smooth_windows < 1 or smooth_windows % 2 == 0:
-        raise ValueError(f"smooth_windows must be odd and >= 1, got {smooth_windows}")
-    labels = posteriors.argmax(axis=1)
-    half = smooth_windows // 2
-    smoothed = np.empty(len(labels), dtype=np.int64)
-    for index in range(len(labels)):
-        low, high = max(0, index - half), min(len(labels), index + half + 1)
-        votes = np.bincount(labels[low:high], minlength=posteriors.shape[1])
-        mass = posteriors[low:high].sum(axis=0)
-        smoothed[index] = int(np.argmax(np.where(votes == votes.max(), mass, -np.inf)))
-    return smoothed
-
-
-def detect_spans(
-    posteriors: np.ndarray, centers: np.ndarray, duration: float, labels: Sequence[str], smooth_windows: int
-) -> list[Span]:
-    """Segments between the switch points of the smoothed window labels; they tile [0, duration].
-
-    A switch is at the centre of the first window of the new label (module
-    docstring); one at or past the end of the audio (only possible for a last
-    window longer than the signal) is dropped.
-    """
-    smoothed = smooth_labels(posteriors, smooth_windows)
-    starts = [(0.0, int(smoothed[0]))]
-    for index in range(1, len(smoothed)):
-        if smoothed[index] != smoothed[index - 1] and centers[index] < duration:
-            starts.append((float(centers[index]), int(smoothed[index])))
-    ends = [start for start, _ in starts[1:]] + [duration]
-    return [Span(start, end, labels[label]) for (start, label), end in zip(starts, ends, strict=True)]
-
-
-def switch_times(spans: Sequence[Span]) -> list[float]:
-    """Where the language changes between consecutive spans."""
-    return [b.start for a, b in zip(spans, spans[1:]) if a.lang != b.lang]
 
 
 # --------------------------------------------------------------------------- per-utterance analysis
@@ -240,9 +189,14 @@ def analyse(
 
 
 def decode_pieces(
-    model: PeftModel, processor: WhisperProcessor, pieces: Sequence[Piece], opts: DecodeOptions
+    model: PeftModel, processor: WhisperProcessor, pieces: Sequence[Piece], opts: DecodeOptions,
+    stats: dict[str, int] | None = None,
 ) -> dict[str, tuple[str, str]]:
-    """key -> (decoded language, text): each piece with its language's adapter alone, or none (lang None)."""
+    """key -> (decoded language, text): each piece with its language's adapter alone, or none (lang None).
+
+    A piece's token cap comes from its span's duration; ``stats`` counts the
+    safeguards (decode_features).
+    """
     languages = adapter_languages(model)
     weights, routed = {}, {}
     for piece in pieces:
@@ -251,7 +205,8 @@ def decode_pieces(
             row[languages.index(piece.span.lang)] = 1.0
         weights[piece.key], routed[piece.key] = row, piece.span.lang
     items = [(piece.key, piece.feats, batch_key(weights[piece.key], languages)) for piece in pieces]
-    hyps = decode_routed(model, processor, items, None, weights, routed, opts)
+    durations = {piece.key: piece.span.end - piece.span.start for piece in pieces}
+    hyps = decode_routed(model, processor, items, None, weights, routed, opts, durations, stats)
     return {hyp.utt_id: (hyp.lang, hyp.text) for hyp in hyps}
 
 
@@ -279,9 +234,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--win_seconds", type=float, default=1.0, help="LID window length (s).")
     parser.add_argument("--hop_seconds", type=float, default=0.2, help="LID window hop (s).")
     parser.add_argument("--smooth_windows", type=int, default=5, help="Majority vote over this many windows (odd).")
-    parser.add_argument("--beam_size", type=int, default=1, help="1 = greedy search.")
-    parser.add_argument("--batch_size", type=int, default=8, help="Pieces per generate() call.")
-    parser.add_argument("--max_new_tokens", type=int, default=224, help="Cap on generated tokens per piece.")
+    add_search_arguments(parser)
     parser.add_argument("--ngpu", type=int, default=0, help="0 decodes on the CPU, 1 on a CUDA device.")
     parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads.")
     return parser
@@ -320,27 +273,31 @@ def _system_stats(pieces: Sequence[Piece], seconds: float, n_utts: int, audio_se
 
 def _write(out: Path, analysis: Analysis, decoded: Mapping[str, Mapping[str, tuple[str, str]]],
            stats: Mapping[str, Any]) -> None:
-    """Every output, into a temporary dir swapped in at the end."""
-    with atomic_dir(out) as tmp:
+    """Every output, into a temporary dir swapped in at the end (espnet_adapters.decode_io)."""
+
+    def systems(tmp: Path) -> None:
         for system, results in decoded.items():
             pieces = analysis.pieces[system]
-            write_map(tmp / system / "hyp", joined_hyps(pieces, results))
+            write_hyp_files(tmp / system, joined_hyps(pieces, results))
             write_segment_table(tmp / system / "hyp_segments", [
                 (p.utt, p.span.start, p.span.end, results[p.key][0], results[p.key][1]) for p in pieces
             ])
-        write_times(tmp / SEGMENT_SYSTEM / "detected", analysis.detected)
-        (tmp / SEGMENT_SYSTEM / "posteriors").mkdir(parents=True)
+        write_times(tmp / SEGMENT_SYSTEM / DETECTED, analysis.detected)
+        (tmp / SEGMENT_SYSTEM / POSTERIORS).mkdir(parents=True)
         for utt, windows in analysis.windows.items():
-            np.save(tmp / SEGMENT_SYSTEM / "posteriors" / f"{utt}.npy", windows)
-        (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+            np.save(tmp / SEGMENT_SYSTEM / POSTERIORS / f"{utt}.npy", windows)
+
+    write_decode_outputs(out, stats, more=systems)
 
 
 def run(args: argparse.Namespace) -> None:
     """Analyse every utterance once, decode each system's pieces, write the outputs."""
     torch.set_num_threads(args.num_threads)
-    adapters = load_adapter_dirs(args)
+    adapters = load_adapter_dirs(args.adapter)
+    options = decode_options(args, "forced")
+    check_adapter_encoder_trim(list(adapters.values()), options.encoder_trim)
     lid = load_lid(args.lid_dir, expected_labels=list(adapters))
-    whisper_model = lid_base_model(args, lid)
+    whisper_model = lid_base_model(args.lid_dir, lid, args.whisper_model)
     device = pick_device(args.ngpu)
     lid.model.to(device)
     model, processor = load_routed_whisper(whisper_model, device, adapters)
@@ -353,12 +310,12 @@ def run(args: argparse.Namespace) -> None:
     analysis = analyse(model, processor, lid, wav_scp, wav_scp_path, truth, systems, windowing, timer)
     decoded, system_stats = {}, {}
     for system in systems:
-        opts = DecodeOptions(args.beam_size, args.batch_size, args.max_new_tokens,
-                             "auto" if system == "base" else "forced")
+        opts = dataclasses.replace(options, lang_mode="auto" if system == "base" else "forced")
         start = time.perf_counter()
-        decoded[system] = decode_pieces(model, processor, analysis.pieces[system], opts)
+        counts = safeguard_stats()
+        decoded[system] = decode_pieces(model, processor, analysis.pieces[system], opts, counts)
         system_stats[system] = _system_stats(analysis.pieces[system], time.perf_counter() - start,
-                                             len(wav_scp), analysis.audio_seconds)
+                                             len(wav_scp), analysis.audio_seconds) | counts
         logger.info("%s: %d pieces in %.1f s", system, len(analysis.pieces[system]),
                     system_stats[system]["decode_seconds"])
     stats = {
@@ -373,7 +330,7 @@ def run(args: argparse.Namespace) -> None:
         "systems": system_stats,
         "whisper_model": whisper_model,
         "adapters": {lang: str(path) for lang, path in adapters.items()},
-        "options": {"beam_size": args.beam_size, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens},
+        "options": {name: value for name, value in options.as_dict().items() if name != "lang_mode"},
         "device": str(device),
         "num_threads": args.num_threads,
     }

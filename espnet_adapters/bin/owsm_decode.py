@@ -25,7 +25,6 @@ The recipe's decode stage runs one of these per ``--nj`` job (``--keys``) throug
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -34,12 +33,12 @@ from typing import Sequence
 from tqdm import tqdm
 
 from espnet_adapters.data.audio import read_audio
-from espnet_adapters.data.kaldi import read_map, read_map_lines, write_map
+from espnet_adapters.data.kaldi import read_map, read_map_lines
+from espnet_adapters.decode_io import write_decode_outputs
 from espnet_adapters.owsm.data import model_window
 from espnet_adapters.owsm.decode import DecodeOptions, load_speech2text, transcribe
 from espnet_adapters.owsm.model import fetch_owsm
 from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
-from espnet_adapters.utils.fileio import atomic_dir
 from espnet_adapters.whisper.features import job_keys
 
 logger = logging.getLogger(__name__)
@@ -103,10 +102,7 @@ def run(args: argparse.Namespace) -> None:
     if cut:
         logger.warning("%d of %d utterances are longer than the model's %g s window: Speech2Text decodes only "
                        "their first %g s (first: %s)", len(cut), len(keys), window, window, cut[0])
-    with atomic_dir(args.out_dir) as tmp:
-        write_map(tmp / "hyp", hyps)
-        write_map(tmp / "hyp_lang", {utt: utt2lang[utt] for utt in keys})
-        (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    write_decode_outputs(args.out_dir, stats, hyps=hyps, langs={utt: utt2lang[utt] for utt in keys})
     logger.info("decoded %d utterances in %.1f s", len(keys), wall)
 
 

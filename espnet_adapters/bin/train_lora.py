@@ -10,13 +10,21 @@ encoder (``where: encoder|both`` in the LoRA config) cannot use a cache, and
 neither can SpecAugment (it masks the features the encoder would read).
 
 Configs: ``--lora_config conf/lora/<preset>.yaml`` (rank, alpha, dropout,
-target modules, encoder/decoder/both, layers) and ``--train_config
+target modules, encoder/decoder/both, layers), ``--train_config
 conf/train/<name>.yaml`` (batch, lr, schedule, steps, evaluation, precision,
-gradient checkpointing, SpecAugment).  Unknown keys are errors.
+gradient checkpointing, SpecAugment) and ``--decode_config
+conf/decode/<name>.yaml`` (the dev decoding, which selects the adapter: give
+it the test decoding's config; its flags ``--beam_size``, ``--max_new_tokens``,
+the safeguards, ``--decode_seed`` and ``--encoder_trim`` override it, as in the
+decoders; the batch size is the train config's ``dev_batch_size``).
+``encoder_trim`` also cuts the encoder outputs the decoder sees in training,
+and is recorded in the adapter's lora_meta.json: the decoders refuse to decode
+the adapter with another value.  Unknown keys are errors.
 
 Writes into ``--out_dir`` (``exp/<model>_lora_<lang>_<tag>``):
   adapter/             best adapter by dev WER: adapter_config.json + adapter_model.safetensors
                        (loads with peft's PeftModel.from_pretrained(base, dir)) + lora_meta.json
+                       (language, configs, data, encoder_trim, the dev decoding options, scores)
   checkpoints/last/    resume state, replaced atomically every save_every steps
   train.log            this job's log (appended across resumes)
   tensorboard/         event files: train/loss, train/lr, dev/loss, dev/wer, dev/cer
@@ -27,8 +35,8 @@ Writes into ``--out_dir`` (``exp/<model>_lora_<lang>_<tag>``):
 Interrupted (even by kill -9)?  Run the same command again: it resumes from
 checkpoints/last with the optimizer, scheduler, RNGs and data position, and
 continues the loss curve the uninterrupted run would have drawn.  With other
-options (model, data, configs, seed) the old outputs are removed and training
-starts over.
+options (model, data, configs, decoding options, seed) the old outputs are
+removed and training starts over.
 
 Several GPUs, several nodes: ``--ngpu N`` (N > 1) and/or ``--num_nodes M``
 (M > 1, SLURM, the command started once per node) relaunch this command under
@@ -43,6 +51,7 @@ the same code path, for testing.  Rank 0 writes every output.  See
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import logging
 import os
@@ -57,6 +66,7 @@ from espnet_adapters.train.data import dataset_digest, load_dataset
 from espnet_adapters.train.distributed import Dist, distributed_session, launched, torchrun_command
 from espnet_adapters.train.trainer import TrainConfig, Trainer, prepare_out_dir, seed_everything
 from espnet_adapters.utils.cli import LOG_FORMAT, UserInputError, make_parser, run_main
+from espnet_adapters.whisper.decode import DecodeOptions, add_search_arguments, decode_options
 from espnet_adapters.whisper.lora import LoraSpec, apply_lora, count_parameters, target_regex, touches_encoder
 from espnet_adapters.whisper.model import load_whisper, resolve_model
 
@@ -93,6 +103,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_threads", type=int, default=2, help="torch CPU threads.")
     parser.add_argument("--seed", type=int, default=1, help="Seeds LoRA init, data order, dropout, SpecAugment.")
     parser.add_argument("--verbose", type=int, default=0, help="1 = debug logging.")
+    # The dev decoding's search, as the test decoding's (--decode_seed: the fallback's sampling).
+    add_search_arguments(parser, seed_flag="--decode_seed", skip=("batch_size",))
     return parser
 
 
@@ -114,14 +126,26 @@ def _check_options(args: argparse.Namespace, spec: LoraSpec) -> None:
         )
 
 
-def _signature(args: argparse.Namespace, source: str, spec: LoraSpec, cfg: TrainConfig) -> dict[str, Any]:
-    """What makes two runs the same run (for resuming and for the done marker): the data by content."""
+def dev_decode_options(args: argparse.Namespace, cfg: TrainConfig) -> DecodeOptions:
+    """The dev decoding's options: ``--decode_config`` and the search flags, in batches of ``dev_batch_size``."""
+    return dataclasses.replace(decode_options(args, "forced"), batch_size=cfg.dev_batch_size)
+
+
+def _signature(
+    args: argparse.Namespace, source: str, spec: LoraSpec, cfg: TrainConfig, decode: DecodeOptions
+) -> dict[str, Any]:
+    """What makes two runs the same run (for resuming and for the done marker): the data by content.
+
+    The decoding options select the adapter (dev WER) and ``encoder_trim``
+    changes the training itself: another decoding rule retrains.
+    """
     return {
         "model": source,
         "lang": args.lang,
         "lora": spec.as_dict(),
         "train": cfg.as_dict(),
         "seed": args.seed,
+        "decode": decode.as_dict(),
         "train_data": dataset_digest(args.train_dir, args.train_feats, args.train_encoder_cache),
         "dev_data": dataset_digest(args.dev_dir, args.dev_feats, args.dev_encoder_cache),
     }
@@ -164,9 +188,10 @@ def train(args: argparse.Namespace, dist: Dist, device: torch.device) -> None:
         logging.getLogger().setLevel(logging.WARNING)
     spec = LoraSpec.from_yaml(args.lora_config)
     cfg = TrainConfig.from_yaml(args.train_config)
+    decode_opts = dev_decode_options(args, cfg)
     _check_options(args, spec)
     source = resolve_model(args.whisper_model)
-    signature = _signature(args, source, spec, cfg)
+    signature = _signature(args, source, spec, cfg, decode_opts)
     if dist.on_main(functools.partial(prepare_out_dir, args.out_dir, signature)):
         logger.info("%s: training already finished; nothing to do", args.out_dir)
         return
@@ -198,9 +223,14 @@ def train(args: argparse.Namespace, dist: Dist, device: torch.device) -> None:
         "train_dir": str(args.train_dir),
         "train_utts": len(train_set),
         "seed": args.seed,
+        # decoders refuse this adapter with another encoder_trim (it saw other encoder frames)
+        "encoder_trim": decode_opts.encoder_trim,
+        "decode_config": None if args.decode_config is None else str(args.decode_config),
+        "dev_decode": decode_opts.as_dict(),
     }
     trainer = Trainer(model, processor.tokenizer, train_set, dev_set, cfg, args.out_dir, lang=args.lang,
-                      device=device, seed=args.seed, signature=signature, meta=meta, dist=dist)
+                      device=device, seed=args.seed, signature=signature, meta=meta, decode_opts=decode_opts,
+                      dist=dist)
     state = trainer.run()
     logger.info("done: %d steps, best dev WER %.2f%% at step %d -> %s", state.step, state.best_wer,
                 state.best_step, args.out_dir / "adapter")

@@ -58,6 +58,7 @@ class Example:
     utt_id: str
     text: str
     tokens: tuple[int, ...]
+    seconds: float  # duration of the speech (trimmed log-mel frames / 100): decoding's token cap
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Batch:
     texts: list[str]
     decoder_input_ids: torch.Tensor  # (B, T)
     labels: torch.Tensor  # (B, T), IGNORE_INDEX on padding
+    durations: list[float]  # seconds of each utterance
     input_features: torch.Tensor | None = None  # (B, n_mels, 3000)
     encoder_outputs: torch.Tensor | None = None  # (B, 1500, d_model)
 
@@ -159,7 +161,8 @@ class AsrDataset:
             tokens = torch.tensor(ex.tokens, dtype=torch.long)
             inputs[row, : len(tokens) - 1] = tokens[:-1]
             labels[row, : len(tokens) - 1] = tokens[1:]
-        batch = Batch([ex.utt_id for ex in examples], [ex.text for ex in examples], inputs, labels)
+        batch = Batch([ex.utt_id for ex in examples], [ex.text for ex in examples], inputs, labels,
+                      [ex.seconds for ex in examples])
         self.source.fill(batch, augment)
         return batch
 
@@ -193,6 +196,18 @@ def load_dataset(
     if missing:
         raise UserInputError(f"{lang_path}: no language for {len(missing)} utterance(s) of {text_path}, e.g. {missing[0]}")
 
+    if encoder_cache is None:
+        source: FeatureSource | CacheSource = FeatureSource(feats_scp)
+        absent = [utt for utt in texts if utt not in source.keys()]
+        where = str(feats_scp)
+    else:
+        source = CacheSource(encoder_cache, model_source, feats_scp)
+        absent = source.keys_missing(list(texts))
+        where = f"encoder cache {encoder_cache}"
+    if absent:
+        raise UserInputError(f"{where}: no entry for {len(absent)} utterance(s) of {text_path}, e.g. {absent[0]}")
+    seconds = utterance_seconds(data_dir, feats_scp, list(texts))
+
     prefix = prefix_tokens(tokenizer, lang)
     eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     examples = []
@@ -204,23 +219,48 @@ def load_dataset(
                 f"{text_path}:{line}: {utt}: label of {len(tokens) - 1} tokens is longer than the decoder's"
                 f" {max_target_positions} positions; split the utterance or drop it"
             )
-        examples.append(Example(utt, text, tokens))
-
-    source: FeatureSource | CacheSource
-    if encoder_cache is None:
-        source = FeatureSource(feats_scp)
-        present = source.keys()
-        absent = [utt for utt in texts if utt not in present]
-        where = str(feats_scp)
-    else:
-        source = CacheSource(encoder_cache, model_source, feats_scp)
-        absent = source.keys_missing(list(texts))
-        where = f"encoder cache {encoder_cache}"
-    if absent:
-        raise UserInputError(f"{where}: no entry for {len(absent)} utterance(s) of {text_path}, e.g. {absent[0]}")
+        examples.append(Example(utt, text, tokens, seconds[utt]))
     logger.info("%s: %d utterances, labels %d-%d tokens", data_dir, len(examples),
                 min(len(e.tokens) for e in examples) - 1, max(len(e.tokens) for e in examples) - 1)
     return AsrDataset(examples, source, pad_id=eot)
+
+
+def utterance_seconds(data_dir: Path, feats_scp: Path, utts: Sequence[str]) -> dict[str, float]:
+    """Seconds of each utterance, by the decoders' rule (``whisper/inputs.py``: the token caps
+    and ``encoder_trim`` must see the same durations in training and in decoding).
+
+    The data dir's ``utt2dur`` where it has the utterance, else its trimmed log-mel
+    frames (100 per second) from ``feats_shape`` beside the scp (stage 4 writes it:
+    ``utt frames,n_mels``), else from the features themselves.
+    """
+    seconds: dict[str, float] = {}
+    utt2dur = data_dir / "utt2dur"
+    if utt2dur.is_file():
+        for utt, (line, value) in read_map_lines(utt2dur).items():
+            try:
+                seconds[utt] = float(value)
+            except ValueError as err:
+                raise UserInputError(f"{utt2dur}:{line}: {utt}: expected seconds, got {value!r}") from err
+    rest = [utt for utt in utts if utt not in seconds]
+    if rest:
+        seconds.update(_frame_seconds(feats_scp, rest))
+    return {utt: seconds[utt] for utt in utts}
+
+
+def _frame_seconds(feats_scp: Path, utts: Sequence[str]) -> dict[str, float]:
+    shape = feats_scp.with_name("feats_shape")
+    frames: dict[str, int] = {}
+    if shape.is_file():
+        for utt, (line, value) in read_map_lines(shape).items():
+            try:
+                frames[utt] = int(value.split(",")[0])
+            except ValueError as err:
+                raise UserInputError(f"{shape}:{line}: {utt}: expected 'frames,n_mels', got {value!r}") from err
+    missing = [utt for utt in utts if utt not in frames]
+    if missing:
+        feats = kaldiio.load_scp(str(feats_scp))
+        frames.update({utt: int(np.asarray(feats[utt]).shape[0]) for utt in missing})
+    return {utt: frames[utt] / 100.0 for utt in utts}
 
 
 def dataset_digest(data_dir: Path, feats_scp: Path, encoder_cache: Path | None = None) -> str:
@@ -237,6 +277,9 @@ def dataset_digest(data_dir: Path, feats_scp: Path, encoder_cache: Path | None =
             digest.update(path.read_bytes())
         except OSError as err:
             raise UserInputError(f"{path}: cannot read ({err.strerror})") from err
+    problem = _ark_problem(feats_scp)
+    if problem is not None:
+        raise UserInputError(problem)
     arks = sorted({ark for _, value in read_map_lines(feats_scp).values() if (ark := ark_file(value))})
     for ark in arks:
         with open(ark, "rb") as handle:

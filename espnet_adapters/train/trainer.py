@@ -1,11 +1,17 @@
 """The LoRA training loop: resumable, evaluated by dev WER, logged for people and TensorBoard.
 
-One *step* is one optimizer update (``grad_accum`` micro-batches).  Every
-``eval_every`` steps the dev set is scored twice from one encoder pass per
-batch: the teacher-forced loss and the WER/CER of greedy decoding (language
-forced, text normalised as in scoring).  The adapter with the best dev WER
-(ties: lower dev loss) is written to ``<out_dir>/adapter`` in peft's layout;
-``patience`` evaluations without improvement stop the run.
+One *step* is one optimizer update (``grad_accum`` micro-batches).  The dev set
+is scored before the first step (step 0: the LoRA update B·A starts at zero, so
+this is the base model) and every ``eval_every`` steps, twice from one encoder
+pass per batch: the teacher-forced loss and the WER/CER/words correct of
+decoding with the *test* decoding options (``DecodeOptions``: the same search,
+token caps and loop guards as the recipe's decoding stage, language forced,
+text normalised as in scoring), so selection optimises what is reported.  The
+adapter with the best dev WER (ties: lower dev loss) is written to
+``<out_dir>/adapter`` in peft's layout, and only if it beats the base model's
+step-0 WER: otherwise no adapter is installed and ``train_stats.json`` says
+``"adapter": false`` (the recipe reports it).  ``patience`` evaluations without
+improvement stop the run.
 
 Data parallel (one process per GPU under torchrun, see ``distributed.py``):
 the sampler is the same on every rank, so every rank knows each *global*
@@ -40,6 +46,7 @@ entry point's).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -62,12 +69,13 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from espnet_adapters.scoring.metrics import score_chars, score_words
 from espnet_adapters.scoring.normalize import normalize_text
-from espnet_adapters.train import SOURCE_FIELD, load_yaml_config
 from espnet_adapters.train.data import AsrDataset, Batch, BucketBatchSampler, CacheSource
 from espnet_adapters.train.distributed import Dist
 from espnet_adapters.utils.cli import UserInputError
+from espnet_adapters.utils.config import YamlConfig
 from espnet_adapters.utils.fileio import atomic_dir, atomic_write
 from espnet_adapters.whisper.decode import DecodeOptions, decode_features
+from espnet_adapters.whisper.inputs import trim_encoder_outputs
 from espnet_adapters.whisper.lora import count_parameters, save_adapter
 
 if TYPE_CHECKING:
@@ -85,7 +93,7 @@ STALE_OUTPUTS = ("adapter", "checkpoints", "tensorboard", "curves.png", "train_s
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(YamlConfig):
     """``conf/train/*.yaml``.  Steps count optimizer updates."""
 
     batch_size: int = 8  # utterances per micro-batch over all processes (data parallel: split among them)
@@ -106,13 +114,12 @@ class TrainConfig:
     freq_mask_width: int = 27  # max mel bins per mask
     time_masks: int = 2
     time_mask_ratio: float = 0.05  # max frames per mask, as a fraction of the utterance
-    dev_batch_size: int = 8  # per process
-    dev_max_new_tokens: int = 128  # cap on greedy dev decoding (untrained models loop to 448)
+    dev_batch_size: int = 8  # per process (the decoding options are the test set's: see the module doc)
     source: str = "<default TrainConfig>"
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "grad_accum", "max_steps", "eval_every", "save_every", "log_every",
-                    "dev_batch_size", "dev_max_new_tokens")
+                    "dev_batch_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -124,15 +131,6 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
-        return load_yaml_config(path, cls)
-
-    def as_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        del values[SOURCE_FIELD]
-        return values
 
 
 @dataclass
@@ -254,6 +252,7 @@ class Trainer:
         seed: int,
         signature: Mapping[str, Any],
         meta: Mapping[str, Any],
+        decode_opts: DecodeOptions,
         dist: Dist = Dist(),
     ) -> None:
         if cfg.precision == "fp16" and device.type != "cuda":
@@ -265,6 +264,7 @@ class Trainer:
         self.train_set, self.dev_set = train_set, dev_set
         self.cfg, self.out_dir, self.lang, self.device = cfg, out_dir, lang, device
         self.seed, self.dist = seed, dist
+        self.decode_opts = dataclasses.replace(decode_opts, batch_size=cfg.dev_batch_size)
         self.signature = _signature_text(signature)
         self.meta = dict(meta)
         self.label_lengths = train_set.label_lengths
@@ -300,13 +300,18 @@ class Trainer:
         ``encoder_outputs`` (if given) replaces the encoder pass.
         """
         enc = encoder_outputs if encoder_outputs is not None else batch.encoder_outputs
+        trim = self.decode_opts.encoder_trim
         inputs: dict[str, Any]
-        if enc is not None:
-            inputs = {"encoder_outputs": BaseModelOutput(last_hidden_state=enc.to(self.device))}
-        else:
-            assert batch.input_features is not None
-            inputs = {"input_features": batch.input_features.to(self.device)}
         with self._autocast():
+            if enc is None and trim is not None:  # the encoder runs here (and trains, if adapted), then is cut
+                assert batch.input_features is not None
+                enc = self.model.get_encoder()(input_features=batch.input_features.to(self.device)).last_hidden_state
+            if enc is not None:
+                enc = trim_encoder_outputs(enc.to(self.device), batch.durations, trim)
+                inputs = {"encoder_outputs": BaseModelOutput(last_hidden_state=enc)}
+            else:
+                assert batch.input_features is not None
+                inputs = {"input_features": batch.input_features.to(self.device)}
             out = module(
                 **inputs,
                 decoder_input_ids=batch.decoder_input_ids.to(self.device),
@@ -384,7 +389,7 @@ class Trainer:
         same on every rank, and so are the decisions taken on them.
         """
         self.model.eval()
-        opts = DecodeOptions(batch_size=self.cfg.dev_batch_size, max_new_tokens=self.cfg.dev_max_new_tokens)
+        opts = self.decode_opts
         loss_sum, tokens = 0.0, 0
         ids: list[str] = []
         refs: list[str] = []
@@ -397,12 +402,13 @@ class Trainer:
                 assert batch.input_features is not None
                 with self._autocast():
                     enc = self.model.get_encoder()(input_features=batch.input_features.to(self.device)).last_hidden_state
-            enc = enc.to(self.device, torch.float32)
+            enc = trim_encoder_outputs(enc.to(self.device, torch.float32), batch.durations, opts.encoder_trim)
             loss_sum += float(self._forward(self.model, batch, enc)) * batch.num_tokens
             tokens += batch.num_tokens
             with self._autocast():
                 texts = decode_features(self.model, self.tokenizer, encoder_outputs=enc,
-                                        languages=[self.lang] * len(batch.utt_ids), opts=opts)
+                                        languages=[self.lang] * len(batch.utt_ids), opts=opts,
+                                        durations=batch.durations)
             ids += batch.utt_ids
             refs += [normalize_text(text, self.lang) for text in batch.texts]
             hyps += [normalize_text(text, self.lang) for text in texts]
@@ -410,11 +416,12 @@ class Trainer:
         parts = self.dist.gather((loss_sum, tokens, ids, refs, hyps))
         loss_sum, tokens = sum(part[0] for part in parts), sum(part[1] for part in parts)
         ids, refs, hyps = ([item for part in parts for item in part[k]] for k in (2, 3, 4))
-        wer = score_words(ids, refs, hyps).total.error_rate
+        words = score_words(ids, refs, hyps).total
         cer = score_chars(ids, refs, hyps).total.error_rate
         for utt, ref, hyp in list(zip(ids, refs, hyps))[:2]:
             logger.info("dev %s\n  REF: %s\n  HYP: %s", utt, ref, hyp)
-        return {"step": self.state.step, "dev_loss": loss_sum / tokens, "dev_wer": wer, "dev_cer": cer}
+        return {"step": self.state.step, "dev_loss": loss_sum / tokens, "dev_wer": words.error_rate,
+                "dev_cer": cer, "dev_corr": words.percent(words.correct)}
 
     def _add_scalars(self, writer: SummaryWriter | None, scalars: Mapping[str, float]) -> None:
         """TensorBoard scalars at the current step; ``writer`` is None on ranks other than 0."""
@@ -426,8 +433,14 @@ class Trainer:
         """Log, keep the best adapter, count patience."""
         state = self.state
         state.evals.append(result)
-        self._add_scalars(writer, {f"dev/{key[4:]}": result[key] for key in ("dev_loss", "dev_wer", "dev_cer")})
+        self._add_scalars(writer, {f"dev/{key[4:]}": result[key]
+                                   for key in ("dev_loss", "dev_wer", "dev_cer", "dev_corr")})
         improved = (result["dev_wer"], result["dev_loss"]) < (state.best_wer, state.best_dev_loss)
+        if result["step"] == 0:  # the base model: the bar an adapter must clear, never installed itself
+            state.best_wer, state.best_dev_loss, state.best_step = result["dev_wer"], result["dev_loss"], 0
+            logger.info("step 0 (base model): dev loss %.4f, WER %.2f%%, CER %.2f%%, words correct %.1f%%",
+                        result["dev_loss"], result["dev_wer"], result["dev_cer"], result["dev_corr"])
+            return
         if improved:
             state.best_wer, state.best_dev_loss, state.best_step = result["dev_wer"], result["dev_loss"], state.step
             state.bad_evals = 0
@@ -438,8 +451,9 @@ class Trainer:
         else:
             state.bad_evals += 1
         logger.info(
-            "step %d: dev loss %.4f, WER %.2f%%, CER %.2f%%%s", state.step, result["dev_loss"], result["dev_wer"],
-            result["dev_cer"], " (best, adapter saved)" if improved else f" (best {state.best_wer:.2f}% at step "
+            "step %d: dev loss %.4f, WER %.2f%%, CER %.2f%%, words correct %.1f%%%s", state.step, result["dev_loss"],
+            result["dev_wer"], result["dev_cer"], result["dev_corr"],
+            " (best, adapter saved)" if improved else f" (best {state.best_wer:.2f}% at step "
             f"{state.best_step}, {state.bad_evals}/{self.cfg.patience or 'inf'} without improvement)",
         )
         if self.cfg.patience and state.bad_evals >= self.cfg.patience:
@@ -501,6 +515,8 @@ class Trainer:
                         self.dist.world_size, cfg.batch_size)
         writer = (SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=state.step if resumed else None)
                   if self.dist.is_main else None)
+        if not state.evals:
+            self._record_eval(self.evaluate(), writer)
         self.model.train()
         stream = self._micro_batches()
         interactive = sys.stderr.isatty()
@@ -528,6 +544,9 @@ class Trainer:
             self._save_checkpoint()
         if writer is not None:
             writer.close()
+        if state.best_step == 0:
+            logger.warning("no adapter installed: no evaluation beat the base model's dev WER %.2f%% (step 0)",
+                           state.best_wer)
         if self.dist.is_main:
             self._write_summary()
             with atomic_write(self.out_dir / DONE_FILE) as handle:
@@ -539,6 +558,8 @@ class Trainer:
         trainable, total = count_parameters(self.model)
         best = next((e for e in state.evals if e["step"] == state.best_step), {})
         stats = {
+            "adapter": state.best_step > 0,  # False: the base model was best on dev, no adapter/ was written
+            "base_dev_wer": state.evals[0]["dev_wer"] if state.evals and state.evals[0]["step"] == 0 else None,
             "steps": state.step,
             "processes": self.dist.world_size,
             "epochs": state.epoch + state.position / max(1, len(self.sampler.epoch_batches(state.epoch))),
@@ -546,6 +567,7 @@ class Trainer:
             "best_step": state.best_step,
             "best_dev_wer": state.best_wer,
             "best_dev_cer": best.get("dev_cer"),
+            "best_dev_corr": best.get("dev_corr"),
             "best_dev_loss": state.best_dev_loss,
             "trainable_params": trainable,
             "total_params": total,
@@ -562,27 +584,33 @@ class Trainer:
 
 
 def plot_curves(state: RunState, path: Path, title: str) -> None:
-    """Train and dev loss (left axis) and dev WER (right axis) against the step, as a PNG."""
+    """The learning curve as a PNG: train/dev loss (left), dev WER, CER and words correct (right).
+
+    Step 0 is the base model; the dotted line marks the installed adapter's step.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, (ax, err_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax.plot([h["step"] for h in state.history], [h["loss"] for h in state.history], lw=0.8, label="train loss")
     ax.plot([e["step"] for e in state.evals], [e["dev_loss"] for e in state.evals], "o-", label="dev loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
-    wer_ax = ax.twinx()
-    wer_ax.plot([e["step"] for e in state.evals], [e["dev_wer"] for e in state.evals], "s--", color="tab:red",
-                label="dev WER")
-    wer_ax.set_ylabel("dev WER (%)")
+    ax.legend(loc="upper right")
+    steps = [e["step"] for e in state.evals]
+    for key, style, label in (("dev_wer", "s-", "dev WER"), ("dev_cer", "^-", "dev CER"),
+                              ("dev_corr", "o--", "dev words correct")):
+        if all(key in e for e in state.evals):
+            err_ax.plot(steps, [e[key] for e in state.evals], style, label=label)
+    err_ax.set_xlabel("step (0 = base model)")
+    err_ax.set_ylabel("%")
+    err_ax.set_ylim(bottom=0)
     if state.best_step:
-        wer_ax.axvline(state.best_step, color="tab:red", alpha=0.3, lw=1)
-    lines = ax.get_legend_handles_labels()
-    more = wer_ax.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper right")
-    ax.set_title(title)
+        err_ax.axvline(state.best_step, color="gray", ls=":", lw=1, label=f"installed (step {state.best_step})")
+    err_ax.legend(loc="best")
+    fig.suptitle(title)
     fig.tight_layout()
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=100)

@@ -29,6 +29,7 @@ from espnet_adapters.bin import cache_encoder, train_lora
 from espnet_adapters.train.data import BucketBatchSampler, load_dataset
 from espnet_adapters.train.trainer import TrainConfig, Trainer, seed_everything
 from espnet_adapters.whisper.features import logmel
+from espnet_adapters.whisper.decode import DecodeOptions
 from espnet_adapters.whisper.lora import LoraSpec, apply_lora
 
 MAIN_ROOT = Path(__file__).resolve().parents[2]
@@ -90,7 +91,7 @@ def cli_args(tiny: Path, sets: dict[str, tuple[Path, Path]], train: str, train_c
     return ["--lang", "hi", "--train_dir", str(train_dir), "--train_feats", str(train_feats),
             "--dev_dir", str(dev_dir), "--dev_feats", str(dev_feats), "--whisper_model", str(tiny),
             "--lora_config", str(lora), "--train_config", str(train_cfg), "--out_dir", str(out),
-            "--num_threads", "1"]
+            "--num_threads", "1", "--max_new_tokens", "4"]
 
 
 def run_cli(args: list[str]) -> int:
@@ -123,11 +124,11 @@ def test_overfit_frozen_base_and_outputs(tiny_dir: Path, sets: dict[str, tuple[P
     common = {"lang": "hi", "tokenizer": processor.tokenizer, "max_target_positions": 448}
     train_set = load_dataset(sets["train4"][0], feats_scp=sets["train4"][1], **common)
     dev_set = load_dataset(sets["dev"][0], feats_scp=sets["dev"][1], **common)
-    cfg = TrainConfig(batch_size=2, lr=1e-2, warmup_steps=2, max_steps=20, eval_every=10, save_every=10,
-                      dev_max_new_tokens=6)
+    cfg = TrainConfig(batch_size=2, lr=1e-2, warmup_steps=2, max_steps=20, eval_every=10, save_every=10)
     out = tmp_path / "exp"
     state = Trainer(peft_model, processor.tokenizer, train_set, dev_set, cfg, out, lang="hi",
-                    device=torch.device("cpu"), seed=1, signature={"test": 1}, meta={"lang": "hi"}).run()
+                    device=torch.device("cpu"), seed=1, signature={"test": 1}, meta={"lang": "hi"},
+                    decode_opts=DecodeOptions(max_new_tokens=6)).run()
 
     losses = [h["loss"] for h in state.history]
     assert len(losses) == 20 and np.mean(losses[-4:]) < np.mean(losses[:4]) - 2.0  # nats per token
@@ -136,9 +137,12 @@ def test_overfit_frozen_base_and_outputs(tiny_dir: Path, sets: dict[str, tuple[P
     assert after.keys() == base.keys()
     assert all(torch.equal(after[k], base[k]) for k in base)
 
-    assert [e["step"] for e in state.evals] == [10, 20]
+    assert [e["step"] for e in state.evals] == [0, 10, 20]  # step 0: the base model
     stats = json.loads((out / "train_stats.json").read_text())
-    assert stats["steps"] == 20 and stats["best_step"] in (10, 20) and stats["trainable_params"] > 0
+    assert stats["steps"] == 20 and stats["trainable_params"] > 0
+    assert stats["adapter"] and stats["best_step"] == max((e for e in state.evals[1:]),
+                                                          key=lambda e: (-e["dev_wer"], -e["dev_loss"]))["step"]
+    assert stats["base_dev_wer"] == state.evals[0]["dev_wer"]
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     meta = json.loads((out / "adapter" / "lora_meta.json").read_text())
@@ -161,7 +165,7 @@ def test_resume_after_kill_matches_uninterrupted_run(
     """
     cfg = write_yaml(tmp_path / "train.yaml", {
         "batch_size": 2, "lr": 0.005, "warmup_steps": 2, "max_steps": 14, "eval_every": 5, "save_every": 2,
-        "spec_augment": True, "dev_max_new_tokens": 4, "log_every": 1,
+        "spec_augment": True, "log_every": 1,
     })  # 6 utterances in batches of 2: every checkpoint but one is mid-epoch
     reference = tmp_path / "reference"
     assert run_cli(cli_args(tiny_dir, sets, "train6", cfg, reference)) == 0
@@ -210,7 +214,7 @@ def test_encoder_cache_and_options_run(tiny_dir: Path, sets: dict[str, tuple[Pat
         assert cache_encoder.main(["--feats_scp", str(sets[name][1]), "--whisper_model", str(tiny_dir),
                                    "--out_dir", str(caches[name]), "--shard", "1"]) == 0
     cfg = write_yaml(tmp_path / "train.yaml", {"batch_size": 2, "max_steps": 2, "eval_every": 2,
-                                               "precision": "bf16", "dev_max_new_tokens": 2})
+                                               "precision": "bf16"})
     out = tmp_path / "cached"
     args = [*cli_args(tiny_dir, sets, "train4", cfg, out), "--train_encoder_cache", str(caches["train4"]),
             "--dev_encoder_cache", str(caches["dev"])]
@@ -218,7 +222,7 @@ def test_encoder_cache_and_options_run(tiny_dir: Path, sets: dict[str, tuple[Pat
     assert (out / "adapter" / "adapter_model.safetensors").exists()
 
     ckpt = write_yaml(tmp_path / "ckpt.yaml", {"batch_size": 2, "max_steps": 1, "eval_every": 1,
-                                               "grad_checkpointing": True, "dev_max_new_tokens": 2})
+                                               "grad_checkpointing": True})
     assert run_cli(cli_args(tiny_dir, sets, "train4", ckpt, tmp_path / "ckpt",
                             lora=MAIN_ROOT / "conf/lora/r32_qv_both.yaml")) == 0
     history = json.loads((tmp_path / "ckpt" / "train_stats.json").read_text())["history"]
@@ -278,7 +282,7 @@ def test_same_paths_with_other_data_retrain(tiny_dir: Path, sets: dict[str, tupl
     scp = data / "feats" / "feats.scp"
     scp.write_text(scp.read_text().replace(str(sets["train4"][1].parent), str(data / "feats")))
     cfg = write_yaml(tmp_path / "t.yaml", {"batch_size": 2, "max_steps": 2, "eval_every": 2, "save_every": 2,
-                                           "warmup_steps": 0, "dev_max_new_tokens": 4})
+                                           "warmup_steps": 0})
     out = tmp_path / "exp"
     args = cli_args(tiny_dir, {"t": (data / "train", scp), "dev": sets["dev"]}, "t", cfg, out)
     assert run_cli(args) == 0

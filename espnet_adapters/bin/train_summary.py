@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Training runs side by side (a lever study): dev WER / CER / words correct of the base (step 0)
+and of the installed adapter, the best step, trainable parameters and training time, and the dev
+curve of each run, as Markdown tables on stdout.
+
+  python3 -m espnet_adapters.bin.train_summary exp/whisper_base_lora_*_r32_qv_dec
+  python3 -m espnet_adapters.bin.train_summary --metric dev_cer exp/*/train_stats.json
+
+Each argument is an adapter experiment dir (``exp/<model>_lora_<lang>_<tag>``) or its
+``train_stats.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from espnet_adapters.train.summary import curves_table, read_run, runs_table
+from espnet_adapters.utils.cli import make_parser, run_main
+
+METRICS = ("dev_wer", "dev_cer", "dev_corr", "dev_loss")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    parser = make_parser(__doc__)
+    parser.add_argument("runs", nargs="+", type=Path, help="Adapter experiment dirs or their train_stats.json.")
+    parser.add_argument("--metric", choices=METRICS, action="append",
+                        help="Curve(s) to print (repeatable); default: dev_wer and dev_cer.")
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    """Print the tables."""
+    runs = [read_run(path) for path in args.runs]
+    print("\n".join(runs_table(runs)))
+    for metric in args.metric or ["dev_wer", "dev_cer"]:
+        print(f"\n{metric} by step (0 = base model)\n")
+        print("\n".join(curves_table(runs, metric)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m espnet_adapters.bin.train_summary --help``."""
+    return run_main(get_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
