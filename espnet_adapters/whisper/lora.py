@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -72,6 +72,19 @@ class LoraSpec(YamlConfig):
             raise ValueError(f"where must be one of {', '.join(WHERE_CHOICES)}, got {self.where!r}")
         if self.layers is not None and (not self.layers or min(self.layers) < 0):
             raise ValueError(f"layers must be null or a non-empty list of indices >= 0, got {list(self.layers)}")
+
+    def at_rank(self, rank: int) -> LoraSpec:
+        """This preset at rank ``rank`` with the same scaling alpha/r (``--lora_ranks``).
+
+        E.g. r 32, alpha 64 at rank 8: alpha 16.  lora_alpha stays an integer (peft's
+        type and ours), so a rank at which alpha * rank / r is fractional is an error.
+        """
+        if rank < 1:
+            raise UserInputError(f"{self.source}: rank must be >= 1, got {rank}")
+        if self.lora_alpha * rank % self.r:
+            raise UserInputError(f"{self.source}: lora_alpha {self.lora_alpha} at r {self.r} scales to a "
+                                 f"fractional alpha at rank {rank}")
+        return replace(self, r=rank, lora_alpha=self.lora_alpha * rank // self.r)
 
 
 def touches_encoder(spec: LoraSpec) -> bool:

@@ -1,17 +1,25 @@
-# OWSM stages of adapt.sh (--model_family owsm), sourced by it: ESPnet's own S2T task,
+# shellcheck shell=bash
+# OWSM's stages of adapt.sh (--model_family owsm), sourced by it: ESPnet's own S2T task,
 # entry points and LoRA adapters, launched through ${train_cmd}/${cuda_cmd}/${decode_cmd}
-# as ESPnet's s2t.sh launches them.  Uses adapt.sh's options and helpers (log, run_stage,
-# up_to_date, mark_done, checksum, decode_jobs, all_sets).
-#   4  S2T data dirs ${dumpdir}/owsm/<set>: text with <lang><asr><notimestamps>, text.prev, text.ctc
-#   5  the base model: --owsm_model tiny trains a tiny OWSM v3.1-architecture model on the
-#      pooled training sets and packs it like a released one (${expdir}/owsm_tiny/owsm_tiny.zip);
-#      a Hub name or a pack zip is fetched into --owsm_cache by espnet_model_zoo
-#   6  (in adapt.sh's job array) one cell per language: the train config made from the base
-#      model's own config.yaml, espnet2.bin.s2t_train from the base weights (only LoRA
-#      trains; checked), the best adapter-only checkpoint -> <exp>/adapter/adapter.pth
-#   7  decoding with Speech2Text in-process, base + adapter attached, --inference_nj jobs
+# as ESPnet's s2t.sh launches them.  The same functions as whisper_stages.sh (see there);
+# they use adapt.sh's options and lib.sh's helpers:
+#   family_init     model_tag owsm_<model>; --owsm_cache; multi-node training is refused
+#   stage4          S2T data dirs ${dumpdir}/owsm/<set>: text with <lang><asr><notimestamps>,
+#                   text.prev, text.ctc
+#   stage5          the base model: --owsm_model tiny trains a tiny OWSM v3.1-architecture model
+#                   on the pooled training sets and packs it like a released one
+#                   (${expdir}/owsm_tiny/owsm_tiny.zip); a Hub name or a pack zip is fetched
+#                   into --owsm_cache by espnet_model_zoo
+#   train_setup     stage 6's header; the base model's weights
+#   cell_signature, train_cell, cell_finished
+#                   stage 6, one cell per language: the train config made from the base model's
+#                   own config.yaml, espnet2.bin.s2t_train from the base weights (only LoRA
+#                   trains; checked), the best adapter-only checkpoint -> <exp>/adapter/adapter.pth
+#   decode_set      stage 7: Speech2Text in-process, base + adapter attached, --inference_nj jobs
+#   stage9-stage12  skipped: language ID and routing are Whisper-only so far
 
-# s2t_data_args SPLIT DIR: ESPnet's --SPLIT_data_path_and_name_and_type options for an S2T dir.
+# s2t_data_args SPLIT DIR: ESPnet's --SPLIT_data_path_and_name_and_type options for an S2T dir,
+# one word a line (read them with mapfile).
 s2t_data_args() {
     python3 -c 'import sys
 from pathlib import Path
@@ -22,7 +30,16 @@ print("\n".join(data_args(sys.argv[1], Path(sys.argv[2]))))' "$1" "$2"
 # espnet_run: ESPnet's entry points with our two import fixes (espnet_adapters/owsm/espnet_compat.py).
 espnet_run=(python3 -m espnet_adapters.bin.espnet_run)
 
-owsm_stage4() {
+family_init() {
+    model_tag=owsm_$(basename "${owsm_model%/}" .zip | sed 's/^owsm_//' | tr '[:upper:]' '[:lower:]' | tr -c '[:alnum:]\n' '_')
+    owsm_cache=${owsm_cache:-${expdir}/owsm_cache}
+    if [ "${num_nodes}" -gt 1 ]; then
+        log "Error: --num_nodes ${num_nodes} with --model_family owsm: multi-node training is wired for Whisper only (OWSM: --ngpu N on one node)"
+        exit 2
+    fi
+}
+
+stage4() {
     local set_name src out sig
     log "Stage 4: OWSM S2T data dirs ${dumpdir}/raw/ -> ${dumpdir}/owsm/"
     for set_name in $(all_sets); do
@@ -50,30 +67,21 @@ owsm_fresh_run() {
     mkdir -p "${dir}" && printf '%s\n' "${sig}" > "${dir}/.options"
 }
 
-# owsm_pool OUT SPLIT: every language's S2T SPLIT set concatenated into OUT (the tiny model's data).
-owsm_pool() {
-    local out=$1 split=$2 name lang
-    mkdir -p "${out}"
-    for name in wav.scp text text.prev text.ctc utt2spk utt2lang utt2dur; do
-        for lang in ${langs}; do cat "${dumpdir}/owsm/${lang}_${split}/${name}"; done | sort -k1,1 > "${out}/${name}"
-    done
-}
-
-owsm_stage5() {
+stage5() {
     if [ "${owsm_model}" != tiny ]; then
         log "Stage 5: OWSM base model ${owsm_model} -> ${owsm_cache}"
         owsm_base
         log "  ${owsm_base_file}"
         return
     fi
-    local tiny=${expdir}/owsm_tiny sig args split stats_nj n
-    sig="epochs=${owsm_tiny_epochs} vocab=${owsm_vocab_size} seed=${seed} $(checksum "${owsm_tiny_config}" \
-        $(for lang in ${langs}; do echo "${dumpdir}/owsm/${lang}_${train_split}/text" "${dumpdir}/owsm/${lang}_dev/text"; done))"
+    local tiny=${expdir}/owsm_tiny sig texts args split stats_nj n keys input_dirs _cmd
+    mapfile -t texts < <(each_lang "${dumpdir}/owsm/<lang>_${train_split}/text" "${dumpdir}/owsm/<lang>_dev/text")
+    sig="epochs=${owsm_tiny_epochs} vocab=${owsm_vocab_size} seed=${seed} $(checksum "${owsm_tiny_config}" "${texts[@]}")"
     log "Stage 5: tiny OWSM (${owsm_tiny_config}, ${owsm_tiny_epochs} epochs) on the training sets of ${langs} -> ${tiny}/owsm_tiny.zip"
     up_to_date "${tiny}" "${tiny}" "${sig}" && return
     mkdir -p "${tiny}" && rm -f "${tiny}/.done"
-    owsm_pool "${tiny}/data/train" "${train_split}"
-    owsm_pool "${tiny}/data/dev" dev
+    pool_sets "${tiny}/data/train" "${dumpdir}/owsm" "${train_split}" wav.scp text text.prev text.ctc utt2spk utt2lang utt2dur
+    pool_sets "${tiny}/data/dev" "${dumpdir}/owsm" dev wav.scp text text.prev text.ctc utt2spk utt2lang utt2dur
     for split in train dev; do
         ${train_cmd} "${tiny}/log/keys_${split}.log" python3 -m espnet_adapters.bin.owsm_fit_keys \
             --config "${owsm_tiny_config}" --out "${tiny}/data/${split}/keys" "${tiny}/data/${split}"
@@ -89,18 +97,21 @@ owsm_stage5() {
         | sort -n | head -n 1)
     rm -rf "${tiny}/stats_logdir" && mkdir -p "${tiny}/stats_logdir"
     for split in train dev; do
-        split_scp.pl "${tiny}/data/${split}/keys" \
-            $(for n in $(seq "${stats_nj}"); do echo "${tiny}/stats_logdir/${split}.${n}.keys"; done)
+        keys=()
+        for n in $(seq "${stats_nj}"); do keys+=("${tiny}/stats_logdir/${split}.${n}.keys"); done
+        split_scp.pl "${tiny}/data/${split}/keys" "${keys[@]}"
     done
     ${train_cmd} JOB=1:"${stats_nj}" "${tiny}/stats_logdir/stats.JOB.log" \
         "${espnet_run[@]}" espnet2.bin.s2t_train --collect_stats true "${args[@]}" \
             --train_shape_file "${tiny}/stats_logdir/train.JOB.keys" --valid_shape_file "${tiny}/stats_logdir/dev.JOB.keys" \
             --output_dir "${tiny}/stats_logdir/stats.JOB" --ngpu 0
+    input_dirs=()
+    for n in $(seq "${stats_nj}"); do input_dirs+=(--input_dir "${tiny}/stats_logdir/stats.${n}"); done
     ${train_cmd} "${tiny}/log/stats.log" "${espnet_run[@]}" espnet2.bin.aggregate_stats_dirs \
-        $(for n in $(seq "${stats_nj}"); do echo "--input_dir ${tiny}/stats_logdir/stats.${n}"; done) \
-        --output_dir "${tiny}/stats"
+        "${input_dirs[@]}" --output_dir "${tiny}/stats"
     owsm_fresh_run "${tiny}/train" "${sig}"
-    ${cuda_cmd} --num-threads "${train_num_threads}" "${tiny}/log/train.log" \
+    _cmd=$(job_cmd "${ngpu}" "${cuda_cmd}")
+    ${_cmd} --num-threads "${train_num_threads}" "${tiny}/log/train.log" \
         "${espnet_run[@]}" espnet2.bin.s2t_train "${args[@]}" \
         --normalize global_mvn --normalize_conf "stats_file=${tiny}/stats/train/feats_stats.npz" \
         --train_shape_file "${tiny}/stats/train/speech_shape" --valid_shape_file "${tiny}/stats/valid/speech_shape" \
@@ -131,45 +142,74 @@ except UserInputError as err:
     sys.exit(f"Error: {err}")' "${owsm_pack}" "${owsm_cache}")
 }
 
-# owsm_cell LANG LORA_CONFIG DIR LOG: the script of one stage-6 cell (stdout).  The train config
-# and adapter.yaml are written now; the job keeps the utterances that fit the model's window
-# (owsm_fit_keys), trains (resuming from DIR/espnet/checkpoint.pth when killed; the caller
-# clears a run of other options with owsm_fresh_run), and owsm_finish_adapter checks that
-# only LoRA trained and installs the adapter.
-owsm_cell() {
-    local lang=$1 config=$2 dir=$3 cell_log=$4 launch=() split set_dir
+train_setup() {
+    log "Stage 6: OWSM LoRA training (${owsm_train_config}, ESPnet) -> $(adapter_exp '<lang>' '<tag>'), one job array"
+    owsm_base
+}
+
+# cell_signature LANG LORA_CONFIG: sets sig, what LANG's adapter with LORA_CONFIG is made from.
+cell_signature() {
+    sig="owsm=${owsm_model} seed=${seed} $(checksum "$2" "${owsm_train_config}" "${owsm_base_file}" \
+        "${dumpdir}/owsm/$1_${train_split}/text" "${dumpdir}/owsm/$1_dev/text")"
+}
+
+# train_cell LANG LORA_CONFIG DIR SIGNATURE SCRIPT LOG: writes SCRIPT, one cell's command (LOG is
+# its job's log).  The train config and adapter.yaml are written now; the job keeps the
+# utterances that fit the model's window (owsm_fit_keys), trains (resuming from
+# DIR/espnet/checkpoint.pth when killed; a run of other options is cleared first, by
+# owsm_fresh_run), and owsm_finish_adapter checks that only LoRA trained and installs the adapter.
+train_cell() {
+    local lang=$1 config=$2 dir=$3 sig=$4 script=$5 cell_log=$6 launch=() split set_dir train_data valid_data
+    owsm_fresh_run "${dir}/espnet" "${sig}"
     python3 -m espnet_adapters.bin.owsm_lora_config --owsm_model "${owsm_pack}" --owsm_cache "${owsm_cache}" \
         --lora_config "${config}" --train_preset "${owsm_train_config}" \
         --out "${dir}/train.yaml" --adapter_meta "${dir}/adapter/adapter.yaml" > /dev/null
     [ "${ngpu}" -le 1 ] || launch=(--multiprocessing_distributed true)
-    for split in train valid; do
-        set_dir=${dumpdir}/owsm/${lang}_$([ "${split}" = train ] && echo "${train_split}" || echo dev)
-        printf '%q ' python3 -m espnet_adapters.bin.owsm_fit_keys --config "${dir}/train.yaml" \
-            --out "${dir}/${split}_keys" "${set_dir}"
+    mapfile -t train_data < <(s2t_data_args train "${dumpdir}/owsm/${lang}_${train_split}")
+    mapfile -t valid_data < <(s2t_data_args valid "${dumpdir}/owsm/${lang}_dev")
+    {
+        for split in train valid; do
+            set_dir=${dumpdir}/owsm/${lang}_$([ "${split}" = train ] && echo "${train_split}" || echo dev)
+            printf '%q ' python3 -m espnet_adapters.bin.owsm_fit_keys --config "${dir}/train.yaml" \
+                --out "${dir}/${split}_keys" "${set_dir}"
+            printf '&& '
+        done
+        printf '%q ' "${espnet_run[@]}" espnet2.bin.s2t_train --config "${dir}/train.yaml" \
+            --init_param "${owsm_base_file}" --output_dir "${dir}/espnet" --resume true --seed "${seed}" \
+            --ngpu "${ngpu}" "${launch[@]}" \
+            --train_shape_file "${dir}/train_keys" --valid_shape_file "${dir}/valid_keys" \
+            "${train_data[@]}" "${valid_data[@]}"
         printf '&& '
-    done
-    printf '%q ' "${espnet_run[@]}" espnet2.bin.s2t_train --config "${dir}/train.yaml" \
-        --init_param "${owsm_base_file}" --output_dir "${dir}/espnet" --resume true --seed "${seed}" \
-        --ngpu "${ngpu}" "${launch[@]}" \
-        --train_shape_file "${dir}/train_keys" --valid_shape_file "${dir}/valid_keys" \
-        $(s2t_data_args train "${dumpdir}/owsm/${lang}_${train_split}") \
-        $(s2t_data_args valid "${dumpdir}/owsm/${lang}_dev")
-    printf '&& '
-    printf '%q ' python3 -m espnet_adapters.bin.owsm_finish_adapter --exp_dir "${dir}" --train_log "${cell_log}"
-    echo
+        printf '%q ' python3 -m espnet_adapters.bin.owsm_finish_adapter --exp_dir "${dir}" --train_log "${cell_log}"
+        echo
+    } > "${script}"
 }
 
-# owsm_decode_set MODEL_DIR_TAG DATA_SET [ADAPTER_DIR]: stage 7 for OWSM, like decode_set.
-owsm_decode_set() {
+# cell_finished DIR LOG: true when the cell of DIR finished (its job's LOG ends with code 0).
+cell_finished() {
+    if ! { [ -f "$1/train_stats.json" ] && grep -q '^# Ended (code 0)' "$2"; }; then
+        return 1
+    fi
+    log "  $1: $(python3 -c 'import json, sys; print("%d trainable (LoRA) parameters" % json.load(open(sys.argv[1]))["trainable_params"])' "$1/train_stats.json")"
+}
+
+# decode_set MODEL_DIR_TAG DATA_SET [ADAPTER_DIR]: stage 7, the base model or one adapter on one set.
+decode_set() {
     local tag=$1 set_name=$2 adapter=${3:-} opts=() sig
     [ -n "${owsm_base_file:-}" ] || owsm_base
-    sig="owsm=${owsm_model} beam=${beam_size} maxlenratio=${owsm_maxlenratio} $(checksum "${owsm_base_file}" "${dumpdir}/raw/${set_name}"/{wav.scp,utt2lang})"
+    sig="owsm=${owsm_model} beam=${beam_size:-1} maxlenratio=${owsm_maxlenratio} $(checksum "${owsm_base_file}" "${dumpdir}/raw/${set_name}"/{wav.scp,utt2lang})"
     if [ -n "${adapter}" ]; then
         opts+=(--adapter_dir "${adapter}")
         sig+=" adapter=$(checksum "${adapter}"/adapter.{yaml,pth})"
     fi
     decode_jobs "${expdir}/${tag}/decode_${set_name}${inference_tag}" "${set_name}" "${sig}" owsm_decode \
         --owsm_model "${owsm_pack}" --owsm_cache "${owsm_cache}" \
-        --beam_size "${beam_size}" --maxlenratio "${owsm_maxlenratio}" \
+        --beam_size "${beam_size:-1}" --maxlenratio "${owsm_maxlenratio}" \
         --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)" "${opts[@]}"
 }
+
+# Stages 9-12 (language ID, routing, code-switching, their report) are Whisper's so far.
+stage9() { skip_stage 9 "language ID is Whisper-only (--model_family owsm)"; }
+stage10() { skip_stage 10 "routing is Whisper-only (--model_family owsm)"; }
+stage11() { skip_stage 11 "code-switching is Whisper-only (--model_family owsm)"; }
+stage12() { skip_stage 12 "the LID, routing and code-switching report is Whisper-only (--model_family owsm)"; }

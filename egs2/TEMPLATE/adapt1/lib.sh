@@ -1,0 +1,217 @@
+# shellcheck shell=bash
+# Helpers of adapt.sh and the stage files (whisper_stages.sh, owsm_stages.sh), sourced by
+# adapt.sh before its options: logging and stage control, .done markers, job launching and
+# merging, the recipe's layout (sets, adapter dirs, the decode plan) and the results table.
+# Functions only; they read adapt.sh's options when called.
+#
+# Every expansion is quoted (a recipe may live in a path with a space), except two kinds
+# of deliberate word splitting: a launcher of cmd.sh (${train_cmd}, ${decode_cmd},
+# ${cuda_cmd}, job_cmd's output) is a command line, as in Kaldi and ESPnet, and a list of
+# words (a list option such as --langs "hi it", or all_sets' set names) is split in a `for`
+# header.
+
+# --- Logging and stage control -------------------------------------------------------------
+
+# log MESSAGE...: ESPnet's log line: time, (script:line:function) of the caller, MESSAGE.  A
+# caller in a sourced file is named after the script: (adapt.sh:whisper_stages.sh:42:stage4).
+# log_depth=2 log ...: the caller's caller (for a helper that logs on its caller's behalf).
+log() {
+    local depth=${log_depth:-1} main=${0##*/} src where
+    src=${BASH_SOURCE[depth]##*/}
+    where="${src}:${BASH_LINENO[depth - 1]}:${FUNCNAME[depth]}"
+    [ "${src}" = "${main}" ] || where="${main}:${where}"
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${where}) $*"
+}
+# skip_stage N REASON: says that stage N, selected by --stage/--stop_stage, does not run, and why.
+skip_stage() { log_depth=2 log "Skip stage $1: $2"; }
+# run_stage N: stage N is selected by --stage, --stop_stage and --skip_stages.
+run_stage() {
+    [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] \
+        && ! [[ " ${skip_stages} " =~ [[:space:]]$1[[:space:]] ]]
+}
+# multilingual: --langs has two or more languages, as language ID and routing (9-12) need.
+multilingual() { [ "$(wc -w <<< "${langs}")" -ge 2 ]; }
+# multilingual_stage N WHAT: run_stage N for a stage that compares languages (9-12); with
+# one language in --langs, stage N is skipped and says so.
+multilingual_stage() {
+    run_stage "$1" || return 1
+    multilingual && return
+    log_depth=2 log "Skip stage $1: $2 needs two or more --langs"
+    return 1
+}
+
+# --- .done markers: DIR/.done holds the signature (inputs + options) of the run that completed DIR
+
+is_done() { [ -f "$1/.done" ] && [ "$(cat "$1/.done")" = "$2" ]; }
+# up_to_date LABEL DIR SIGNATURE: true (and says so) when DIR was completed with SIGNATURE.
+up_to_date() {
+    is_done "$2" "$3" || return 1
+    log_depth=2 log "  $1: up to date"
+}
+mark_done() { printf '%s\n' "$2" > "$1/.done.tmp" && mv "$1/.done.tmp" "$1/.done"; }
+checksum() { cat "$@" | md5sum | cut -c1-16; }
+
+# --- Jobs ------------------------------------------------------------------------------------
+
+# job_cmd GPUS CPU_CMD: the launcher of a job that uses GPUS GPUs when --ngpu > 0
+# ("${cuda_cmd} --gpu GPUS"), and CPU_CMD (one of cmd.sh's launchers) otherwise.
+job_cmd() {
+    if [ "${ngpu}" -gt 0 ]; then echo "${cuda_cmd} --gpu $1"; else echo "$2"; fi
+}
+# quietly LOG COMMAND...: runs COMMAND (a quick step of the script itself, not a job) with
+# its stderr, its log lines, in LOG; they are shown only when it fails.  Its stdout is kept.
+quietly() {
+    local log_file=$1 status=0
+    shift
+    mkdir -p "$(dirname "${log_file}")"
+    "$@" 2> "${log_file}" || status=$?
+    [ "${status}" -eq 0 ] || cat "${log_file}" >&2
+    return "${status}"
+}
+# split_keys SCP DIR NJ: writes DIR/keys.1..N (N = min(NJ, lines)) and sets _nj.
+split_keys() {
+    local lines n keys=()
+    lines=$(wc -l < "$1")
+    _nj=$(( $3 < lines ? $3 : lines ))
+    mkdir -p "$2" && rm -f "$2"/keys.*
+    for n in $(seq "${_nj}"); do keys+=("$2/keys.${n}"); done
+    split_scp.pl "$1" "${keys[@]}"
+}
+# job_dirs PREFIX N: PREFIX1 .. PREFIXN, one a line (the output dirs of N jobs; read with mapfile).
+job_dirs() {
+    local n
+    for n in $(seq "$2"); do echo "$1${n}"; done
+}
+# merge_jobs NAME OUT DIR...: concatenates DIR/NAME of every job into OUT (sorted, atomic).
+merge_jobs() {
+    local name=$1 out=$2 d
+    shift 2
+    for d in "$@"; do cat "${d}/${name}"; done | sort -k1,1 > "${out}.tmp"
+    mv "${out}.tmp" "${out}"
+}
+# pool_sets OUT SRC SPLIT NAME...: the NAME files of SRC/<lang>_SPLIT of every language
+# merged into OUT/NAME (sorted, atomic).
+pool_sets() {
+    local out=$1 src=$2 split=$3 name dirs
+    shift 3
+    mapfile -t dirs < <(each_lang "${src}/<lang>_${split}")
+    mkdir -p "${out}"
+    for name in "$@"; do merge_jobs "${name}" "${out}/${name}" "${dirs[@]}"; done
+}
+
+# decode_jobs DIR SET SIGNATURE PROGRAM [OPTION ...]: unless DIR is up to date with SIGNATURE,
+# decodes ${dumpdir}/raw/SET into DIR with --inference_nj jobs of espnet_adapters.bin.PROGRAM
+# (any of our decoders: --data_dir, --keys and --out_dir are added here) and merges their
+# hyp, hyp_lang[, routing].
+decode_jobs() {
+    local dir=$1 set_name=$2 sig=$3 program=$4 outs name _cmd
+    shift 4
+    local data=${dumpdir}/raw/${set_name}
+    up_to_date "${dir}" "${dir}" "${sig}" && return
+    mkdir -p "${dir}" && rm -f "${dir}/.done"
+    split_keys "${data}/wav.scp" "${dir}/logdir" "${inference_nj}"
+    _cmd=$(job_cmd 1 "${decode_cmd}")
+    ${_cmd} --num-threads "${num_threads}" JOB=1:"${_nj}" "${dir}/logdir/decode.JOB.log" \
+        python3 -m "espnet_adapters.bin.${program}" --data_dir "${data}" \
+            --keys "${dir}/logdir/keys.JOB" --out_dir "${dir}/logdir/output.JOB" "$@"
+    mapfile -t outs < <(job_dirs "${dir}/logdir/output." "${_nj}")
+    for name in hyp hyp_lang routing; do
+        [ ! -f "${dir}/logdir/output.1/${name}" ] || merge_jobs "${name}" "${dir}/${name}" "${outs[@]}"
+    done
+    mark_done "${dir}" "${sig}"
+    log "  ${dir}: $(wc -l < "${dir}/hyp") hypotheses"
+}
+
+# --- The recipe's layout ---------------------------------------------------------------------
+
+# all_sets: the sets that exist after stage 3, for every language, one a line.
+all_sets() {
+    local lang tset
+    for lang in ${langs}; do
+        echo "${lang}_${train_split}"
+        echo "${lang}_dev"
+        for tset in ${test_sets}; do echo "${lang}_${tset}"; done
+    done
+    for lang in ${eval_langs}; do
+        for tset in ${test_sets}; do echo "${lang}_${tset}"; done
+    done
+}
+# each_lang TEMPLATE...: every TEMPLATE with <lang> replaced by each language of --langs,
+# one a line, language by language (hi's TEMPLATEs, then it's ...); read them with mapfile.
+each_lang() {
+    local lang pattern
+    for lang in ${langs}; do
+        for pattern in "$@"; do echo "${pattern//<lang>/${lang}}"; done
+    done
+}
+# adapter_exp LANG [TAG]: the experiment dir of LANG's adapter.
+adapter_exp() { echo "${expdir}/${model_tag}_lora_$1_${2:-${adapter_tag}}"; }
+# adapter_variants: one "TAG RANK LORA_CONFIG" line per adapter each language gets: one per
+# --lora_ranks rank, whose config is --lora_config at that rank with the same alpha/r (written
+# by adapt.sh), or just --lora_config (RANK "-").  LORA_CONFIG is last: a path may hold spaces.
+adapter_variants() {
+    local rank tag
+    if [ -z "${lora_ranks}" ]; then
+        echo "${adapter_tag} - ${lora_config}"
+        return
+    fi
+    for rank in ${lora_ranks}; do
+        # r32_qv_dec -> r8_qv_dec; any other tag gets _r8 appended.
+        if [[ "${adapter_tag}" =~ ^r[0-9]+_ ]]; then tag="r${rank}_${adapter_tag#*_}"; else tag="${adapter_tag}_r${rank}"; fi
+        echo "${tag} ${rank} ${expdir}/conf/lora/${tag}.yaml"
+    done
+}
+# decode_plan: the decode dirs of stage 7, one "model_tag set lang adapter_dir" line each.
+decode_plan() {
+    local lang tset other tag dir
+    for lang in ${langs} ${eval_langs}; do
+        for tset in ${test_sets}; do
+            ! ${decode_base} || echo "${model_tag} ${lang}_${tset} ${lang}"
+            while read -r tag _; do
+                for other in ${langs}; do
+                    [ "${other}" = "${lang}" ] || ${cross_eval} || continue
+                    dir=$(adapter_exp "${other}" "${tag}")
+                    if [ ! -d "${dir}/adapter" ]; then
+                        if [ -f "${dir}/train.done" ]; then
+                            log "  ${dir}: no adapter (the base model was better on dev): not decoded on ${lang}_${tset}" >&2
+                        else
+                            log "  ${dir}: no adapter yet (stage 6 not run): not decoded on ${lang}_${tset}" >&2
+                        fi
+                        continue
+                    fi
+                    echo "$(basename "${dir}") ${lang}_${tset} ${lang} ${dir}/adapter"
+                done
+            done < <(adapter_variants)
+        done
+    done
+}
+
+# --- Results ---------------------------------------------------------------------------------
+
+# write_results: ${results} from every scores.json, plus the routing report(s) of stage 12.
+# Each model's run leaves its command line in ${expdir}/log/command.<model>, without stage
+# selection (stages are resumable: the whole command reproduces everything); the header
+# lists them all (a Whisper and an OWSM run of one recipe share the tables).
+write_results() {
+    local extra=() commands=() file args=() i line
+    for ((i = 0; i < ${#orig_args[@]}; i++)); do
+        case ${orig_args[i]} in
+            --stage|--stop_stage|--skip_stages) i=$((i + 1)) ;;
+            *) args+=("${orig_args[i]}") ;;
+        esac
+    done
+    line=$(printf '%q ' "${0#"${PWD}/"}" "${args[@]}")
+    mkdir -p "${expdir}/log" && printf '%s\n' "${line% }" > "${expdir}/log/command.${model_tag}"
+    for file in "${expdir}"/log/command.*; do
+        commands+=(--command "$(cat "${file}")")
+    done
+    if compgen -G "${expdir}/*_routing_*/routing.md" > /dev/null; then
+        cat "${expdir}"/*_routing_*/routing.md "${expdir}"/*_routing_*/codeswitch/report/codeswitch.md \
+            2>/dev/null > "${expdir}/results_extra.md" || true
+        extra=(--extra_md "${expdir}/results_extra.md")
+    fi
+    ${train_cmd} "${expdir}/log/make_results.log" \
+        python3 -m espnet_adapters.bin.make_results --exp_dir "${expdir}" --out "${results}" \
+            "${commands[@]}" "${extra[@]}"
+    log "Results in ${results}"
+}

@@ -1,0 +1,307 @@
+# shellcheck shell=bash
+# Whisper's stages of adapt.sh (--model_family whisper: transformers + peft), sourced by it.
+# Every family's stage file defines the same functions, which adapt.sh calls under its
+# stage guards; they use adapt.sh's options and lib.sh's helpers:
+#   family_init     checks the family's options; sets model_tag (and what the stages share)
+#   stage4          features: Whisper log-mel -> ${dumpdir}/<model>/<set>/feats.scp (kaldiio)
+#   stage5          encoder cache: frozen encoder outputs -> ${dumpdir}/<model>/encoder/<set>,
+#                   when a decoder-only adapter or LID (two or more --langs) reads them
+#   train_setup     stage 6's header and what its cells need
+#   cell_signature  stage 6: sets sig, the inputs and options of one (language, adapter) cell
+#   train_cell      stage 6: writes one cell's script (espnet_adapters.bin.train_lora)
+#   cell_finished   stage 6: whether a cell's job finished; logs its summary
+#   decode_set      stage 7: one decode dir (whisper_decode)
+#   stage9-stage12  LID, routing, code-switching, their report (two or more --langs)
+
+# lora_field KEY: KEY of --lora_config (empty when the file does not set it).
+lora_field() { python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get(sys.argv[2], ""))' "${lora_config}" "$1"; }
+
+family_init() {
+    model_tag=$(basename "${whisper_model%/}" | tr '[:upper:]' '[:lower:]' | tr -c '[:alnum:]\n' '_')
+    feats_dir=${dumpdir}/${model_tag}
+    # The encoder cache is used only when the adapter leaves the encoder frozen.
+    lora_where=$(lora_field where)
+    use_encoder_cache=false
+    [ "${lora_where}" != decoder ] || use_encoder_cache=true
+    # Stages 9-12: LID reads the base encoder's cached outputs (stage 5); routing uses the
+    # first adapter variant and the first test set.
+    route_tag=$(adapter_variants | head -n 1 | cut -d' ' -f1)
+    route_test=${test_sets%% *}
+    lid_exp=${expdir}/${model_tag}_lid_$(basename "${lid_config}" .yaml)
+    route_exp=${expdir}/${model_tag}_routing_${route_tag}
+}
+
+stage4() {
+    local set_name data out sig jobs
+    log "Stage 4: log-mel features for ${whisper_model} ${dumpdir}/raw/ -> ${feats_dir}/"
+    for set_name in $(all_sets); do
+        data=${dumpdir}/raw/${set_name}
+        out=${feats_dir}/${set_name}
+        sig="model=${whisper_model} $(checksum "${data}/wav.scp")"
+        up_to_date "${set_name}" "${out}" "${sig}" && continue
+        rm -rf "${out}"
+        split_keys "${data}/wav.scp" "${out}/logdir" "${nj}"
+        mapfile -t jobs < <(job_dirs "${out}/data/feats." "${_nj}")
+        ${train_cmd} JOB=1:"${_nj}" "${out}/logdir/dump_feats.JOB.log" \
+            python3 -m espnet_adapters.bin.dump_feats --data_dir "${data}" --keys "${out}/logdir/keys.JOB" \
+                --whisper_model "${whisper_model}" --out_dir "${out}/data/feats.JOB"
+        merge_jobs feats.scp "${out}/feats.scp" "${jobs[@]}"
+        merge_jobs feats_shape "${out}/feats_shape" "${jobs[@]}"
+        mark_done "${out}" "${sig}"
+        log "  ${set_name}: $(wc -l < "${out}/feats.scp") utterances"
+    done
+}
+
+stage5() {
+    local set_name feats out sig _cmd
+    if ! ${use_encoder_cache} && ! multilingual; then
+        skip_stage 5 "encoder cache: not needed (the adapter is not decoder-only, where: ${lora_where} in ${lora_config}; language ID needs two or more --langs)"
+        return
+    fi
+    log "Stage 5: encoder outputs of ${whisper_model} ${feats_dir}/<set> -> ${feats_dir}/encoder/<set>"
+    for set_name in $(all_sets); do
+        feats=${feats_dir}/${set_name}/feats.scp
+        out=${feats_dir}/encoder/${set_name}
+        sig="model=${whisper_model} $(checksum "${feats}")"
+        up_to_date "${set_name}" "${out}" "${sig}" && continue
+        rm -rf "${out}"
+        split_keys "${feats}" "${out}/logdir" "${nj}"
+        _cmd=$(job_cmd 1 "${train_cmd}")
+        ${_cmd} --num-threads "${num_threads}" JOB=1:"${_nj}" "${out}/logdir/cache_encoder.JOB.log" \
+            python3 -m espnet_adapters.bin.cache_encoder --feats_scp "${feats}" --keys "${out}/logdir/keys.JOB" \
+                --whisper_model "${whisper_model}" --out_dir "${out}" --shard JOB \
+                --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
+        mark_done "${out}" "${sig}"
+        log "  ${set_name}: $(du -sh "${out}" | cut -f1)"
+    done
+}
+
+# search_opts [train]: sets search (the decoding options of the recipe: --decode_config plus the
+# overrides the user gave; train_lora's dev decoding takes no --batch_size) and search_sig (their
+# content, for the .done signatures).
+search_opts() {
+    search=(--decode_config "${decode_config}")
+    [ -z "${beam_size}" ] || search+=(--beam_size "${beam_size}")
+    [ -z "${max_new_tokens}" ] || search+=(--max_new_tokens "${max_new_tokens}")
+    [ -n "${1:-}" ] || [ -z "${batch_size}" ] || search+=(--batch_size "${batch_size}")
+    search_sig="decode=$(checksum "${decode_config}") beam=${beam_size} max_new=${max_new_tokens} batch=${batch_size}"
+}
+
+train_setup() {
+    log "Stage 6: LoRA training (${train_config}) -> $(adapter_exp '<lang>' '<tag>'), one job array"
+}
+
+# cell_signature LANG LORA_CONFIG: sets sig, what LANG's adapter with LORA_CONFIG is made from.
+cell_signature() {
+    search_opts train
+    sig="model=${whisper_model} seed=${seed} ${search_sig} $(checksum "$2" "${train_config}" \
+        "${feats_dir}/$1_${train_split}/feats.scp" "${feats_dir}/$1_dev/feats.scp")"
+}
+
+# train_cell LANG LORA_CONFIG DIR SIGNATURE SCRIPT LOG: writes SCRIPT, the command of one cell
+# (prefixed by ${launcher[@]}, srun for multi-node training).  An interrupted training resumes
+# from DIR/checkpoints/last with the same command.
+train_cell() {
+    local lang=$1 config=$2 dir=$3 script=$5 data_opts search search_sig
+    search_opts train
+    data_opts=(--train_dir "${dumpdir}/raw/${lang}_${train_split}" --dev_dir "${dumpdir}/raw/${lang}_dev"
+        --train_feats "${feats_dir}/${lang}_${train_split}/feats.scp" --dev_feats "${feats_dir}/${lang}_dev/feats.scp")
+    if ${use_encoder_cache}; then
+        data_opts+=(--train_encoder_cache "${feats_dir}/encoder/${lang}_${train_split}"
+            --dev_encoder_cache "${feats_dir}/encoder/${lang}_dev")
+    fi
+    printf '%q ' "${launcher[@]}" python3 -m espnet_adapters.bin.train_lora --lang "${lang}" "${data_opts[@]}" \
+        --whisper_model "${whisper_model}" --lora_config "${config}" \
+        --train_config "${train_config}" --out_dir "${dir}" --ngpu "${ngpu}" --num_nodes "${num_nodes}" \
+        --num_threads "${train_num_threads}" --seed "${seed}" "${search[@]}" > "${script}"
+}
+
+# cell_finished DIR LOG: true when the cell of DIR finished (its job's LOG ends with code 0);
+# logs the adapter's dev WER against the base model's, or that none was installed.
+cell_finished() {
+    if ! { [ -f "$1/train.done" ] && grep -q '^# Ended (code 0)' "$2"; }; then
+        return 1
+    fi
+    log "  $1: $(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print(("best dev WER %.1f%% (words correct %.1f%%) at step %d vs the base model'"'"'s %.1f%%, %d trainable parameters" % (s["best_dev_wer"], s["best_dev_corr"], s["best_step"], s["base_dev_wer"], s["trainable_params"])) if s["adapter"] else "NO ADAPTER INSTALLED: no evaluation beat the base model'"'"'s dev WER %.1f%%; its language is decoded by the base model only" % s["base_dev_wer"])' "$1/train_stats.json")"
+}
+
+# run_decode DIR SET SIGNATURE PROGRAM [OPTION ...]: decode_jobs for a Whisper decoder
+# (whisper_decode or route_decode): their common options and inputs are added here.
+run_decode() {
+    local dir=$1 set_name=$2 sig=$3 program=$4
+    shift 4
+    local data=${dumpdir}/raw/${set_name} search search_sig
+    local opts=(--feats_scp "${feats_dir}/${set_name}/feats.scp")
+    ! ${use_encoder_cache} || opts+=(--encoder_cache "${feats_dir}/encoder/${set_name}")
+    search_opts
+    sig="${program} model=${whisper_model} ${search_sig} ${sig} $(checksum "${data}"/{wav.scp,utt2lang,utt2dur} "${feats_dir}/${set_name}/feats.scp")"
+    decode_jobs "${dir}" "${set_name}" "${sig}" "${program}" "${opts[@]}" "$@" \
+        --whisper_model "${whisper_model}" "${search[@]}" \
+        --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
+}
+
+# decode_set MODEL_DIR_TAG DATA_SET [ADAPTER_DIR]: stage 7, the base model or one adapter on one set.
+decode_set() {
+    local tag=$1 set_name=$2 adapter=${3:-}
+    local opts=(--lang_mode "${decode_lang}") sig="lang=${decode_lang}"
+    if [ -n "${adapter}" ]; then
+        opts+=(--adapter_dir "${adapter}")
+        sig+=" adapter=$(checksum "${adapter}/adapter_model.safetensors")"
+    fi
+    run_decode "${expdir}/${tag}/decode_${set_name}${inference_tag}" "${set_name}" "${sig}" whisper_decode "${opts[@]}"
+}
+
+# lid_sets SPLIT: the DATA:FEATS:CACHE triples of SPLIT for every language (train_lid/eval_lid).
+lid_sets() { each_lang "${dumpdir}/raw/<lang>_$1:${feats_dir}/<lang>_$1:${feats_dir}/encoder/<lang>_$1"; }
+
+stage9() {
+    local sig split out opts esig feats train_sets dev_sets eval_sets crops
+    log "Stage 9: language ID (${lid_config}) on the frozen encoder's outputs -> ${lid_exp}"
+    mapfile -t feats < <(each_lang "${feats_dir}/<lang>_${train_split}/feats.scp" "${feats_dir}/<lang>_dev/feats.scp")
+    sig="model=${whisper_model} seed=${seed} $(checksum "${lid_config}" "${feats[@]}")"
+    if ! up_to_date "${lid_exp}" "${lid_exp}" "${sig}"; then
+        mkdir -p "${lid_exp}" && rm -f "${lid_exp}/.done"
+        mapfile -t train_sets < <(lid_sets "${train_split}")
+        mapfile -t dev_sets < <(lid_sets dev)
+        ${train_cmd} --num-threads "${train_num_threads}" "${lid_exp}/log/train.log" \
+            python3 -m espnet_adapters.bin.train_lid --train_sets "${train_sets[@]}" \
+                --dev_sets "${dev_sets[@]}" --config "${lid_config}" --out_dir "${lid_exp}" \
+                --whisper_model "${whisper_model}" --seed "${seed}" --num_threads "${train_num_threads}"
+        mark_done "${lid_exp}" "${sig}"
+    fi
+    # dev: posteriors for choosing tau; test: the report (crops and Whisper's own LID too).
+    read -r -a crops <<< "${lid_crops}"
+    for split in dev "${route_test}"; do
+        out=${lid_exp}/eval_${split}
+        opts=(--crop_seconds --whisper_baseline false)
+        [ "${split}" = dev ] || opts=(--crop_seconds "${crops[@]}" --whisper_baseline true)
+        mapfile -t feats < <(each_lang "${feats_dir}/<lang>_${split}/feats.scp")
+        esig="${sig} ${opts[*]} $(checksum "${lid_exp}/lid_model.safetensors" "${feats[@]}")"
+        up_to_date "${out}" "${out}" "${esig}" && continue
+        mkdir -p "${out}" && rm -f "${out}/.done"
+        mapfile -t eval_sets < <(lid_sets "${split}")
+        ${decode_cmd} --num-threads "${num_threads}" "${out}/eval.log" \
+            python3 -m espnet_adapters.bin.eval_lid --lid_dir "${lid_exp}" --test_sets "${eval_sets[@]}" \
+                --out_dir "${out}" --whisper_model "${whisper_model}" --num_threads "${num_threads}" "${opts[@]}"
+        mark_done "${out}" "${esig}"
+        log "  ${out}: $(python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["systems"]; print(", ".join("%s accuracy %.1f%%" % (k, 100 * v["accuracy"]) for k, v in r.items()))' "${out}/results.json")"
+    done
+}
+
+# routing_adapters STAGE: sets adapter_opts (--adapter LANG=DIR ...) and adapter_models (their
+# weight files) of the adapters that stages 10-11 route between; all must exist.  A language
+# whose training installed no adapter (the base model was better on dev) skips STAGE (returns 1).
+routing_adapters() {
+    local lang adapter
+    adapter_opts=()
+    adapter_models=()
+    for lang in ${langs}; do
+        adapter=$(adapter_exp "${lang}" "${route_tag}")/adapter
+        if [ ! -f "${adapter}/adapter_model.safetensors" ]; then
+            if [ -f "$(dirname "${adapter}")/train.done" ]; then
+                skip_stage "$1" "no adapter for ${lang} (its training did not beat the base model on dev); routing needs one per language"
+                return 1
+            fi
+            log "Error: no adapter ${adapter}: run stage 6 first"
+            exit 1
+        fi
+        adapter_opts+=(--adapter "${lang}=${adapter}")
+        adapter_models+=("${adapter}/adapter_model.safetensors")
+    done
+}
+
+# route_pooled DIR SPLIT POSTERIORS [ROUTE_DECODE OPTION ...]: every language's SPLIT set
+# routed into DIR/<lang>_<split>, the hyps pooled into DIR/hyp (the system is not told the
+# language: posteriors decide), scored against the pooled references (per language too).
+route_pooled() {
+    local dir=$1 split=$2 posteriors=$3 lang sig
+    shift 3
+    sig="$* $(checksum "${adapter_models[@]}" ${posteriors:+"${posteriors}"})"
+    for lang in ${langs}; do
+        run_decode "${dir}/${lang}_${split}" "${lang}_${split}" "${sig}" route_decode \
+            "${adapter_opts[@]}" ${posteriors:+--posteriors "${posteriors}"} "$@"
+    done
+    pool_sets "${dir}" "${dir}" "${split}" hyp hyp_lang routing
+    pool_sets "${route_exp}/ref_${split}" "${dumpdir}/raw" "${split}" text utt2lang
+    ${train_cmd} "${dir}/score/score.log" \
+        python3 -m espnet_adapters.bin.score --ref_text "${route_exp}/ref_${split}/text" --hyp_text "${dir}/hyp" \
+            --lang mul --set_name "pooled_${split}" --utt2category "${route_exp}/ref_${split}/utt2lang" \
+            --out_dir "${dir}/score"
+}
+
+stage10() {
+    local tau="" taus candidate strategy opts posteriors
+    log "Stage 10: routing (${route_strategies}) on the pooled ${route_test} sets -> ${route_exp}"
+    routing_adapters 10 || return 0
+    if [[ " ${route_strategies} " == *" threshold "* ]]; then
+        read -r -a taus <<< "${route_taus}"
+        for candidate in "${taus[@]}"; do
+            route_pooled "${route_exp}/dev/threshold_tau${candidate}" dev "${lid_exp}/eval_dev/posteriors" \
+                --strategy threshold --tau "${candidate}" --top_k "${route_top_k}"
+        done
+        # The tau with the lowest pooled dev WER (ties: the higher tau) -> tau_selection.json.
+        tau=$(quietly "${route_exp}/log/select_tau.log" \
+            python3 -m espnet_adapters.bin.select_tau --routing_dir "${route_exp}" --taus "${taus[@]}")
+        log "  threshold: tau ${tau} (best pooled dev WER of ${route_taus})"
+    fi
+    for strategy in ${route_strategies}; do
+        opts=(--strategy "${strategy}")
+        posteriors=${lid_exp}/eval_${route_test}/posteriors
+        case "${strategy}" in
+            oracle|base) posteriors="" ;;
+            threshold) opts+=(--tau "${tau}" --top_k "${route_top_k}") ;;
+        esac
+        route_pooled "${route_exp}/${strategy}" "${route_test}" "${posteriors}" "${opts[@]}"
+        log "  ${strategy}: $(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print("pooled WER %.1f%% CER %.1f%%" % (s["wer"], s["cer"]))' "${route_exp}/${strategy}/score/scores.json")"
+    done
+}
+
+stage11() {
+    local kind data sig dir dsig wavs in_dirs _cmd
+    log "Stage 11: code-switching (${cs_kinds}) from the ${route_test} sets -> ${route_exp}/codeswitch"
+    routing_adapters 11 || return 0
+    mapfile -t wavs < <(each_lang "${dumpdir}/raw/<lang>_${route_test}/wav.scp")
+    mapfile -t in_dirs < <(each_lang "${dumpdir}/raw/<lang>_${route_test}")
+    for kind in ${cs_kinds}; do
+        data=${dumpdir}/raw/cs_${kind}
+        sig="utts=${cs_utts} seed=${seed} $(checksum "${wavs[@]}")"
+        if ! up_to_date "${data}" "${data}" "${sig}"; then
+            ${train_cmd} "${expdir}/log/make_codeswitch_${kind}.log" \
+                python3 -m espnet_adapters.bin.make_codeswitch --kind "${kind}" --num_utts "${cs_utts}" \
+                    --seed "${seed}" --in_dirs "${in_dirs[@]}" \
+                    --out_dir "${data}" --audio_dir "${dumpdir}/audio/cs_${kind}"
+            mark_done "${data}" "${sig}"
+        fi
+        dir=${route_exp}/codeswitch/cs_${kind}
+        search_opts
+        dsig="${sig} model=${whisper_model} ${search_sig} $(checksum "${lid_exp}/lid_model.safetensors" "${adapter_models[@]}")"
+        up_to_date "${dir}" "${dir}" "${dsig}" && continue
+        mkdir -p "${dir}" && rm -f "${dir}/.done"
+        _cmd=$(job_cmd 1 "${decode_cmd}")
+        ${_cmd} --num-threads "${num_threads}" "${dir}/decode.log" \
+            python3 -m espnet_adapters.bin.codeswitch_decode --data_dir "${data}" --lid_dir "${lid_exp}" \
+                "${adapter_opts[@]}" --out_dir "${dir}" --whisper_model "${whisper_model}" \
+                "${search[@]}" --num_threads "${num_threads}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))"
+        mark_done "${dir}" "${dsig}"
+    done
+}
+
+stage12() {
+    local link_dir strategies sets=() kind
+    log "Stage 12: LID, routing and code-switching report -> ${route_exp}/{routing,codeswitch}.md, ${results}"
+    routing_adapters 12 || { write_results; return 0; }
+    link_dir=$(dirname "${results}")
+    read -r -a strategies <<< "${route_strategies}"
+    ${train_cmd} "${route_exp}/log/report.log" \
+        python3 -m espnet_adapters.bin.routing_report --routing_dir "${route_exp}" --lid_dir "${lid_exp}" \
+            --utt2lang "${route_exp}/ref_${route_test}/utt2lang" --strategies "${strategies[@]}" \
+            --out_md "${route_exp}/routing.md" --out_png "${route_exp}/routing.png" --link_dir "${link_dir}"
+    if [ -n "${cs_kinds}" ]; then
+        for kind in ${cs_kinds}; do sets+=("${dumpdir}/raw/cs_${kind}:${route_exp}/codeswitch/cs_${kind}"); done
+        ${train_cmd} "${route_exp}/log/codeswitch_report.log" \
+            python3 -m espnet_adapters.bin.codeswitch_report --sets "${sets[@]}" \
+                --single_hyps "${route_exp}/oracle/hyp" --out_dir "${route_exp}/codeswitch/report" \
+                --link_dir "${link_dir}"
+    fi
+    write_results
+}

@@ -1,0 +1,134 @@
+#!/usr/bin/env bats
+# Tests for egs2/TEMPLATE/adapt1/lib.sh (the helpers of adapt.sh) and the stage files'
+# shared interface: every <family>_stages.sh defines the functions adapt.sh calls.
+# Paths hold a space on purpose: a recipe may live in one.
+
+setup() {
+  REPO="$(cd "${BATS_TEST_DIRNAME}/../.." && pwd)"
+  TEMPLATE="${REPO}/egs2/TEMPLATE/adapt1"
+  export PATH="${REPO}/utils:${PATH}"
+  D="${BATS_TEST_TMPDIR}/a dir"
+  mkdir -p "${D}"
+  # shellcheck source=../../egs2/TEMPLATE/adapt1/lib.sh
+  . "${TEMPLATE}/lib.sh"
+  langs="hi it"
+}
+
+@test "every family's stage file defines the functions adapt.sh calls" {
+  interface="family_init stage4 stage5 train_setup cell_signature train_cell cell_finished decode_set stage9 stage10 stage11 stage12"
+  files=("${TEMPLATE}"/*_stages.sh)
+  [ "${#files[@]}" -ge 2 ]
+  for file in "${files[@]}"; do
+    defined=$(bash -c '. "$1" && . "$2" && declare -F | cut -d" " -f3' _ "${TEMPLATE}/lib.sh" "${file}")
+    for name in ${interface}; do
+      grep -qx "${name}" <<< "${defined}" || { echo "${file##*/} lacks ${name}"; return 1; }
+    done
+  done
+}
+
+@test "the stage files and lib.sh parse, and adapt.sh has no model_family branch in a stage" {
+  for file in "${TEMPLATE}"/*.sh; do bash -n "${file}"; done
+  run grep -n 'model_family}" = ' "${TEMPLATE}/adapt.sh" "${TEMPLATE}/lib.sh"
+  [ "$status" -eq 1 ]
+}
+
+@test "log names the script and, for a sourced file, where the call is" {
+  printf '%s\n' 'f() { log "from a stage file"; }' 'g() { skip_stage 9 "why"; }' > "${D}/stages.sh"
+  printf '%s\n' '. "$1"; . "$2"' 'log "from the script"' 'f' 'g' 'skip_stage 2 "because"' > "${D}/adapt.sh"
+  run bash "${D}/adapt.sh" "${TEMPLATE}/lib.sh" "${D}/stages.sh"
+  [ "$status" -eq 0 ]
+  [[ "${lines[0]}" =~ ^[0-9T:-]+\ \(adapt\.sh:2:main\)\ from\ the\ script$ ]]
+  [[ "${lines[1]}" =~ ^[0-9T:-]+\ \(adapt\.sh:stages\.sh:1:f\)\ from\ a\ stage\ file$ ]]
+  # A helper that logs for its caller (skip_stage, up_to_date) names the caller.
+  [[ "${lines[2]}" =~ \ \(adapt\.sh:stages\.sh:2:g\)\ Skip\ stage\ 9:\ why$ ]]
+  [[ "${lines[3]}" =~ \ \(adapt\.sh:5:main\)\ Skip\ stage\ 2:\ because$ ]]
+}
+
+@test "skip_stage says which stage and why" {
+  run skip_stage 2 "speed perturbation: no --speed_perturb_factors"
+  [[ "${output}" == *") Skip stage 2: speed perturbation: no --speed_perturb_factors" ]]
+}
+
+@test "run_stage: --stage, --stop_stage and --skip_stages" {
+  selected() { local n out=""; for n in $(seq 12); do ! run_stage "${n}" || out+="${n} "; done; echo "${out% }"; }
+  stage=2 stop_stage=9 skip_stages="5 11"
+  [ "$(selected)" = "2 3 4 6 7 8 9" ]
+  skip_stages="15"
+  [ "$(selected)" = "2 3 4 5 6 7 8 9" ]
+  stage=1 stop_stage=10000 skip_stages="1 12"
+  [ "$(selected)" = "2 3 4 5 6 7 8 9 10 11" ]
+}
+
+@test ".done markers: up to date only with the same signature" {
+  run is_done "${D}" "sig a"
+  [ "$status" -eq 1 ]
+  mark_done "${D}" "sig a"
+  [ "$(cat "${D}/.done")" = "sig a" ] && [ ! -e "${D}/.done.tmp" ]
+  run up_to_date "label" "${D}" "sig a"
+  [ "$status" -eq 0 ] && [[ "${output}" == *"  label: up to date" ]]
+  run up_to_date "label" "${D}" "sig b"
+  [ "$status" -eq 1 ] && [ -z "${output}" ]
+}
+
+@test "job_cmd: the GPU launcher only with --ngpu > 0" {
+  cuda_cmd="run.pl --max-jobs-run 1" decode_cmd="run.pl"
+  ngpu=0
+  [ "$(job_cmd 1 "${decode_cmd}")" = "run.pl" ]
+  [ "$(job_cmd "${ngpu}" "${cuda_cmd}")" = "run.pl --max-jobs-run 1" ]
+  ngpu=2
+  [ "$(job_cmd 1 "${decode_cmd}")" = "run.pl --max-jobs-run 1 --gpu 1" ]
+  [ "$(job_cmd "${ngpu}" "${cuda_cmd}")" = "run.pl --max-jobs-run 1 --gpu 2" ]
+}
+
+@test "quietly: the command's log goes to a file, shown only when it fails" {
+  run quietly "${D}/log/ok.log" bash -c 'echo out; echo noise >&2'
+  [ "$status" -eq 0 ] && [ "${output}" = "out" ]
+  [ "$(cat "${D}/log/ok.log")" = "noise" ]
+  run quietly "${D}/log/bad.log" bash -c 'echo "ERROR: why" >&2; exit 3'
+  [ "$status" -eq 3 ] && [ "${output}" = "ERROR: why" ]
+}
+
+@test "split_keys, job_dirs and merge_jobs in a dir with a space" {
+  printf 'u%s x\n' 3 1 2 > "${D}/wav.scp"
+  split_keys "${D}/wav.scp" "${D}/log dir" 2
+  [ "${_nj}" -eq 2 ] && [ -s "${D}/log dir/keys.1" ] && [ -s "${D}/log dir/keys.2" ]
+  split_keys "${D}/wav.scp" "${D}/log dir" 8
+  [ "${_nj}" -eq 3 ] && [ ! -e "${D}/log dir/keys.4" ]
+  mapfile -t jobs < <(job_dirs "${D}/out." 2)
+  [ "${jobs[*]}" = "${D}/out.1 ${D}/out.2" ]
+  mkdir -p "${jobs[@]}"
+  printf 'u2 b\n' > "${jobs[0]}/hyp"
+  printf 'u1 a\nu3 c\n' > "${jobs[1]}/hyp"
+  merge_jobs hyp "${D}/hyp" "${jobs[@]}"
+  [ "$(cat "${D}/hyp")" = "$(printf 'u1 a\nu2 b\nu3 c')" ] && [ ! -e "${D}/hyp.tmp" ]
+}
+
+@test "each_lang and pool_sets: every language of --langs, in order" {
+  [ "$(each_lang "${D}/<lang>_dev" "x/<lang>")" = "$(printf '%s\n' "${D}/hi_dev" x/hi "${D}/it_dev" x/it)" ]
+  for lang in hi it; do mkdir -p "${D}/${lang}_dev"; echo "${lang}1 ${lang}" > "${D}/${lang}_dev/utt2lang"; done
+  pool_sets "${D}/pooled" "${D}" dev utt2lang
+  [ "$(cat "${D}/pooled/utt2lang")" = "$(printf 'hi1 hi\nit1 it')" ]
+}
+
+@test "adapter_variants: one per rank, the config last (it may hold a space)" {
+  expdir="${D}/exp" adapter_tag=r32_qv_dec lora_config="${D}/r32_qv_dec.yaml" lora_ranks=""
+  [ "$(adapter_variants)" = "r32_qv_dec - ${D}/r32_qv_dec.yaml" ]
+  lora_ranks="8 16"
+  [ "$(adapter_variants)" = "$(printf '%s\n' "r8_qv_dec 8 ${D}/exp/conf/lora/r8_qv_dec.yaml" \
+    "r16_qv_dec 16 ${D}/exp/conf/lora/r16_qv_dec.yaml")" ]
+  adapter_tag=mine
+  read -r tag rank config < <(adapter_variants)
+  [ "${tag}" = mine_r8 ] && [ "${rank}" = 8 ] && [ "${config}" = "${D}/exp/conf/lora/mine_r8.yaml" ]
+}
+
+@test "multilingual_stage: a stage that compares languages says why it is skipped with one" {
+  stage=1 stop_stage=10000 skip_stages=""
+  run multilingual_stage 9 "language ID"
+  [ "$status" -eq 0 ] && [ -z "${output}" ]
+  langs="it"
+  run multilingual_stage 9 "language ID"
+  [ "$status" -eq 1 ] && [[ "${output}" == *") Skip stage 9: language ID needs two or more --langs" ]]
+  stop_stage=8
+  run multilingual_stage 9 "language ID"
+  [ "$status" -eq 1 ] && [ -z "${output}" ]  # not selected: nothing to say
+}
