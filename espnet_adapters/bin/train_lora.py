@@ -131,6 +131,15 @@ def dev_decode_options(args: argparse.Namespace, cfg: TrainConfig) -> DecodeOpti
     return dataclasses.replace(decode_options(args, "forced"), batch_size=cfg.dev_batch_size)
 
 
+def _train_signature(cfg: TrainConfig) -> dict[str, Any]:
+    """The training config as signed: ``install_below_base`` only when set (it came later; a finished run
+    made before it existed is the same run as one with it off)."""
+    values = cfg.as_dict()
+    if not values["install_below_base"]:
+        del values["install_below_base"]
+    return values
+
+
 def _signature(
     args: argparse.Namespace, source: str, spec: LoraSpec, cfg: TrainConfig, decode: DecodeOptions
 ) -> dict[str, Any]:
@@ -143,7 +152,7 @@ def _signature(
         "model": source,
         "lang": args.lang,
         "lora": spec.as_dict(),
-        "train": cfg.as_dict(),
+        "train": _train_signature(cfg),
         "seed": args.seed,
         "decode": decode.as_dict(),
         "train_data": dataset_digest(args.train_dir, args.train_feats, args.train_encoder_cache),
