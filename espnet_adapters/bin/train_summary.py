@@ -13,6 +13,7 @@ Each argument is an adapter experiment dir (``exp/<model>_lora_<lang>_<tag>``) o
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -28,16 +29,27 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("runs", nargs="+", type=Path, help="Adapter experiment dirs or their train_stats.json.")
     parser.add_argument("--metric", choices=METRICS, action="append",
                         help="Curve(s) to print (repeatable); default: dev_wer and dev_cer.")
+    parser.add_argument("--heading", default="", help="A Markdown heading printed first (e.g. for RESULTS.md).")
+    parser.add_argument("--link_dir", type=Path, default=None,
+                        help="Also link each run's curves.png, relative to this dir (where the Markdown goes).")
     return parser
 
 
 def run(args: argparse.Namespace) -> None:
     """Print the tables."""
     runs = [read_run(path) for path in args.runs]
+    if args.heading:
+        print(f"{args.heading}\n")
     print("\n".join(runs_table(runs)))
     for metric in args.metric or ["dev_wer", "dev_cer"]:
         print(f"\n{metric} by step (0 = base model)\n")
         print("\n".join(curves_table(runs, metric)))
+    if args.link_dir is not None:
+        print("\nLearning curves (train/dev loss; dev WER, CER, words correct; step 0 = base model):\n")
+        for path in args.runs:
+            png = (path if path.is_dir() else path.parent) / "curves.png"
+            if png.is_file():
+                print(f"![{png.parent.name}]({os.path.relpath(png, args.link_dir)})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

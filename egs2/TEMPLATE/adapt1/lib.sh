@@ -205,11 +205,19 @@ write_results() {
     for file in "${expdir}"/log/command.*; do
         commands+=(--command "$(cat "${file}")")
     done
+    : > "${expdir}/results_extra.md"
+    # The adapters' training: dev curves from step 0 (the base model), cost, the learning-curve PNGs.
+    if compgen -G "${expdir}/*_lora_*/train_stats.json" > /dev/null; then
+        python3 -m espnet_adapters.bin.train_summary "${expdir}"/*_lora_*/train_stats.json \
+            --heading "## Adapter training (dev set; step 0 = the base model)" --metric dev_wer --metric dev_cer \
+            --metric dev_corr --link_dir "$(dirname "${results}")" >> "${expdir}/results_extra.md" \
+            2> "${expdir}/log/train_summary.log"
+    fi
     if compgen -G "${expdir}/*_routing_*/routing.md" > /dev/null; then
         cat "${expdir}"/*_routing_*/routing.md "${expdir}"/*_routing_*/codeswitch/report/codeswitch.md \
-            2>/dev/null > "${expdir}/results_extra.md" || true
-        extra=(--extra_md "${expdir}/results_extra.md")
+            2>/dev/null >> "${expdir}/results_extra.md" || true
     fi
+    [ ! -s "${expdir}/results_extra.md" ] || extra=(--extra_md "${expdir}/results_extra.md")
     ${train_cmd} "${expdir}/log/make_results.log" \
         python3 -m espnet_adapters.bin.make_results --exp_dir "${expdir}" --out "${results}" \
             "${commands[@]}" "${extra[@]}"
