@@ -42,8 +42,6 @@ import torch
 
 from espnet_adapters.lid.data import parse_set_spec
 from espnet_adapters.lid.evaluate import EvalOptions, evaluate_lid
-from espnet_adapters.lid.store import LoadedLid
-from espnet_adapters.lid.store import lid_base_model as _lid_base_model
 from espnet_adapters.utils.cli import make_parser, run_main, str2bool
 from espnet_adapters.whisper.model import pick_device
 
@@ -66,12 +64,6 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ngpu", type=int, default=0, help="0 runs on the CPU, 1 on a CUDA device.")
     parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads.")
     return parser
-
-
-def lid_base_model(args: argparse.Namespace, lid: LoadedLid) -> str:
-    """TRANSITIONAL (issue 12): bin/codeswitch_decode.py still calls this; once it calls
-    ``espnet_adapters.lid.store.lid_base_model(args.lid_dir, lid, args.whisper_model)``, delete it."""
-    return _lid_base_model(args.lid_dir, lid, args.whisper_model)
 
 
 def run(args: argparse.Namespace) -> None:

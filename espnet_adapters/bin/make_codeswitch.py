@@ -46,12 +46,6 @@ from pathlib import Path
 from espnet_adapters.codeswitch.compose import KINDS, SetOptions, make_set
 from espnet_adapters.utils.cli import make_parser, run_main
 
-# TRANSITIONAL (issue 12): bin/codeswitch_decode.py still imports these from here; once it imports
-# them from espnet_adapters.codeswitch.truth, delete this line.
-from espnet_adapters.codeswitch.truth import (  # noqa: F401
-    SEGMENTS_TRUTH, TruthSegment, read_segments_truth, write_segment_table, write_times,
-)
-
 
 def get_parser() -> argparse.ArgumentParser:
     """Command-line options."""

@@ -27,6 +27,7 @@ import pytest
 import torch
 
 from espnet_adapters.bin import codeswitch_decode, owsm_decode, route_decode, whisper_decode
+from espnet_adapters.codeswitch import decode as codeswitch_lib
 from espnet_adapters.codeswitch.detect import Span
 from espnet_adapters.data.kaldi import write_map
 from espnet_adapters.routing import decode as routing_decode
@@ -192,8 +193,8 @@ def test_owsm_decode_outputs_are_unchanged(workdir: Path, monkeypatch: pytest.Mo
 
 
 def _fake_analysis(model: Any, processor: Any, lid: Any, wav_scp: Any, wav_scp_path: Any, truth: Any,
-                   systems: Any, windowing: Any, timer: Any) -> codeswitch_decode.Analysis:
-    analysis = codeswitch_decode.Analysis({}, {}, {})
+                   systems: Any, windowing: Any, timer: Any) -> codeswitch_lib.Analysis:
+    analysis = codeswitch_lib.Analysis({}, {}, {})
     feats = np.zeros((10, 80), np.float32)
     for system in systems:
         pieces = []
@@ -202,7 +203,7 @@ def _fake_analysis(model: Any, processor: Any, lid: Any, wav_scp: Any, wav_scp_p
                 spans = [Span(0.0, 1.5, "hi"), Span(1.5, 3.25, "it")] if k == 0 else [Span(0.0, 2.0, "it")]
             else:
                 spans = [Span(0.0, 3.25 if k == 0 else 2.0, "hi" if system == "utterance_hard" else None)]
-            pieces += [codeswitch_decode.Piece(f"{utt}-{n:02d}" if system == "segments" else utt, utt, span, feats)
+            pieces += [codeswitch_lib.Piece(f"{utt}-{n:02d}" if system == "segments" else utt, utt, span, feats)
                        for n, span in enumerate(spans)]
         analysis.pieces[system] = pieces
     for k, utt in enumerate(sorted(wav_scp)):
@@ -224,13 +225,13 @@ def _fake_decode_pieces(model: Any, processor: Any, pieces: Any, opts: Any,
 def test_codeswitch_decode_outputs_are_unchanged(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_map(workdir / "cs" / "wav.scp", {"cs0": "audio/cs0.wav", "cs1": "audio/cs1.wav"})
     lid = SimpleNamespace(labels=["hi", "it"], model=SimpleNamespace(to=lambda device: None))
-    monkeypatch.setattr(codeswitch_decode, "load_lid", lambda *args, **kwargs: lid)
-    monkeypatch.setattr(codeswitch_decode, "lid_base_model", lambda *args: "tiny")
-    monkeypatch.setattr(codeswitch_decode, "load_routed_whisper", lambda *args: (FakeModel(), FAKE_PROCESSOR))
-    monkeypatch.setattr(codeswitch_decode, "adapter_languages", lambda model: ["hi", "it"])
-    monkeypatch.setattr(codeswitch_decode, "analyse", _fake_analysis)
-    monkeypatch.setattr(codeswitch_decode, "decode_pieces", _fake_decode_pieces)
-    monkeypatch.setattr(codeswitch_decode, "time", FakeClock())
+    monkeypatch.setattr(codeswitch_lib, "load_lid", lambda *args, **kwargs: lid)
+    monkeypatch.setattr(codeswitch_lib, "lid_base_model", lambda *args: "tiny")
+    monkeypatch.setattr(codeswitch_lib, "load_routed_whisper", lambda *args: (FakeModel(), FAKE_PROCESSOR))
+    monkeypatch.setattr(codeswitch_lib, "adapter_languages", lambda model: ["hi", "it"])
+    monkeypatch.setattr(codeswitch_lib, "analyse", _fake_analysis)
+    monkeypatch.setattr(codeswitch_lib, "decode_pieces", _fake_decode_pieces)
+    monkeypatch.setattr(codeswitch_lib, "time", FakeClock())
     assert codeswitch_decode.main(["--data_dir", "cs", "--lid_dir", "lid", "--out_dir", "out",
                                    "--adapter", "hi=adapters/hi", "--adapter", "it=adapters/it",
                                    "--systems", "segments", "utterance_hard", "base", "--max_new_tokens", "5"]) == 0
