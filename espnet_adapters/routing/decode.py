@@ -171,14 +171,18 @@ def decode_routed(
         for batch in iter_batches(items, opts, durations):
             utts = [utt for utt, _, _ in batch]
             seconds = [durations.get(utt) for utt in utts]
-            with RoutingWeights(model, torch.stack([weights[utt] for utt in utts])):
+            rows = torch.stack([weights[utt] for utt in utts])
+            with RoutingWeights(model, rows):
                 inputs = batch_inputs(batch, cache, model=model, durations=seconds, encoder_trim=opts.encoder_trim)
                 languages = [routed[utt] for utt in utts]
                 if None in languages:
                     detected = detect_languages(model, **inputs)
                     languages = [lang or guess for lang, guess in zip(languages, detected)]
-                texts = decode_features(model, processor.tokenizer, **inputs, languages=languages, opts=opts,
-                                        durations=seconds, stats=stats)
+            # Each attempt of the decoder runs under the weights of the rows it decodes (the loop
+            # fallback re-decodes only some of the batch).
+            texts = decode_features(model, processor.tokenizer, **inputs, languages=languages, opts=opts,
+                                    durations=seconds, stats=stats,
+                                    row_context=lambda pending, rows=rows: RoutingWeights(model, rows[pending]))
             hyps.extend(Hypothesis(*hyp) for hyp in zip(utts, texts, languages))
             progress.update(len(batch))
     return hyps

@@ -92,7 +92,8 @@ import logging
 import math
 import os
 import zlib
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TypeVar
@@ -584,8 +585,14 @@ def decode_rows(
     languages: Sequence[str],
     opts: DecodeOptions,
     durations: Sequence[float | None] | None = None,
+    row_context: Callable[[list[int]], AbstractContextManager[Any]] | None = None,
 ) -> list[DecodedRow]:
-    """:func:`decode_features` with the details of every row: tokens, temperature, ratio, cap."""
+    """:func:`decode_features` with the details of every row: tokens, temperature, ratio, cap.
+
+    ``row_context(rows)``, when given, is entered around each attempt's ``generate`` with the
+    batch rows it decodes (all of them, then only the fallback's): per-row model state, such
+    as the routing weights of ``RoutingWeights``, must follow the rows.
+    """
     inputs = _encoder_kwargs(_to_model(model, input_features), _to_model(model, encoder_outputs))
     total = len(languages)
     caps = token_caps(total, opts, durations)
@@ -594,10 +601,11 @@ def decode_rows(
     results: list[DecodedRow | None] = [None] * total
     pending = list(range(total))
     for attempt, temperature in enumerate(opts.temperatures):
-        sequences, begin = _generate(
-            model, _select(inputs, pending, total), [languages[row] for row in pending], [caps[row] for row in pending],
-            opts, temperature, attempt_seed(opts.seed, attempt),
-        )
+        with row_context(pending) if row_context is not None else nullcontext():
+            sequences, begin = _generate(
+                model, _select(inputs, pending, total), [languages[row] for row in pending],
+                [caps[row] for row in pending], opts, temperature, attempt_seed(opts.seed, attempt),
+            )
         texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
         failed = []
         for row, sequence, text in zip(pending, sequences, texts, strict=True):
@@ -637,6 +645,7 @@ def decode_features(
     opts: DecodeOptions,
     durations: Sequence[float | None] | None = None,
     stats: MutableMapping[str, int] | None = None,
+    row_context: Callable[[list[int]], AbstractContextManager[Any]] | None = None,
 ) -> list[str]:
     """Transcribe a batch in the given languages; whitespace-normalised texts.
 
@@ -659,7 +668,7 @@ def decode_features(
     global random state.
     """
     rows = decode_rows(model, tokenizer, input_features=input_features, encoder_outputs=encoder_outputs,
-                       languages=languages, opts=opts, durations=durations)
+                       languages=languages, opts=opts, durations=durations, row_context=row_context)
     if stats is not None:
         count_rows(rows, stats)
     fallbacks = sum(row.attempts > 1 for row in rows)

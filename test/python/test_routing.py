@@ -324,3 +324,28 @@ def test_route_decode_option_errors(setup: dict[str, Path], data: Path) -> None:
         route_decode.run(parser.parse_args([*_args(setup, data, out, "hard"), "--adapter", f"hi={setup['it']}"]))
     with pytest.raises(SystemExit):
         parser.parse_args([*_args(setup, data, out, "hard"), "--adapter", "hi"])
+
+
+def test_the_loop_fallback_keeps_each_rows_routing(routed: torch.nn.Module, setup: dict[str, Path]) -> None:
+    """Only the rows that loop are decoded again: the routing weights must follow those rows (it crashed before)."""
+    from espnet_adapters.whisper.decode import compression_ratio, decode_rows
+
+    tokenizer = WhisperProcessor.from_pretrained(setup["tiny"]).tokenizer
+    features = torch.randn(3, 80, 3000, generator=torch.Generator().manual_seed(2))
+    langs = ["hi", "it", "te"]
+    greedy = DecodeOptions(max_new_tokens=24, compression_ratio_threshold=None)
+    with RoutingWeights(routed, MIXTURES):
+        first = [compression_ratio(r.text) for r in decode_rows(routed, tokenizer, input_features=features,
+                                                                   languages=langs, opts=greedy)]
+    assert len(set(first)) > 1, first  # the fixture must give rows that a threshold can tell apart
+    threshold = sorted(first)[0] + 1e-6  # every row but the least repetitive one falls back
+    opts = DecodeOptions(max_new_tokens=24, compression_ratio_threshold=threshold, temperatures=(0.0, 0.5, 1.0))
+
+    def decode(rows: list[int]) -> list:
+        weights = MIXTURES[rows]
+        return decode_rows(routed, tokenizer, input_features=features[rows], languages=[langs[r] for r in rows],
+                           opts=opts, row_context=lambda pending: RoutingWeights(routed, weights[pending]))
+
+    batch = decode([0, 1, 2])
+    assert sum(row.attempts > 1 for row in batch) == 2  # a subset of the batch was decoded again
+    assert [(r.tokens, r.attempts) for r in batch] == [(r.tokens, r.attempts) for k in range(3) for r in decode([k])]
