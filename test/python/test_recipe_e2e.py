@@ -70,7 +70,10 @@ def test_adapters_are_trained_in_peft_layout(recipe: Path) -> None:
 
 def test_decode_and_scores(recipe: Path) -> None:
     results = (recipe / "RESULTS.md").read_text(encoding="utf-8")
-    rows = {line.split("|")[1]: line for line in results.splitlines() if line.startswith("|whisper_base")}
+    rows: dict[str, str] = {}
+    for line in results.splitlines():  # the summary table's row of each model (its first row in RESULTS.md;
+        if line.startswith("|whisper_base"):  # the adapter-training table further down names the runs too)
+            rows.setdefault(line.split("|")[1], line)
     for model in ("whisper_base", *ADAPTERS):  # base, and each adapter on both languages (cross_eval)
         for lang in ("hi", "it", "en"):  # en: evaluated only (eval_langs), no adapter of its own
             decode = recipe / "exp" / model / f"decode_{lang}_test"
