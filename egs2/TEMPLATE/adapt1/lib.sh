@@ -206,9 +206,12 @@ write_results() {
         commands+=(--command "$(cat "${file}")")
     done
     : > "${expdir}/results_extra.md"
-    # The adapters' training: dev curves from step 0 (the base model), cost, the learning-curve PNGs.
-    if compgen -G "${expdir}/*_lora_*/train_stats.json" > /dev/null; then
-        python3 -m espnet_adapters.bin.train_summary "${expdir}"/*_lora_*/train_stats.json \
+    # The adapters' training: dev curves from step 0 (the base model), cost, the learning-curve PNGs
+    # (our trainer's runs: ESPnet's OWSM cells log their own curves and have no "evals").
+    local runs=()
+    mapfile -t runs < <(grep -l '"evals"' "${expdir}"/*_lora_*/train_stats.json 2>/dev/null || true)
+    if [ ${#runs[@]} -gt 0 ]; then
+        python3 -m espnet_adapters.bin.train_summary "${runs[@]}" \
             --heading "## Adapter training (dev set; step 0 = the base model)" --metric dev_wer --metric dev_cer \
             --metric dev_corr --link_dir "$(dirname "${results}")" >> "${expdir}/results_extra.md" \
             2> "${expdir}/log/train_summary.log"
