@@ -71,12 +71,13 @@ def runs_table(runs: Sequence[RunSummary]) -> list[str]:
     for run in runs:
         base, best, s = run.base, run.best, run.stats
 
-        def triple(e: dict[str, float] | None) -> str:
+        def triple(e: dict[str, float] | None, missing: str) -> str:
             if e is None:
-                return "none installed" if e is best else "-"
+                return missing
             return f"{_pct(e['dev_wer'])} / {_pct(e['dev_cer'])} / {_pct(e.get('dev_corr'))}"
 
-        lines.append(f"|{run.name}|{s.get('steps', '-')}|{triple(base)}|{triple(best)}|{s.get('best_step', '-')}|"
+        lines.append(f"|{run.name}|{s.get('steps', '-')}|{triple(base, '-')}|{triple(best, 'none installed')}|"
+                     f"{s.get('best_step', '-')}|"
                      f"{s.get('trainable_params', '-')}|{s.get('train_seconds', '-')}|{s.get('seconds_per_step', '-')}|")
     return lines
 
