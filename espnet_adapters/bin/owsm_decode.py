@@ -97,7 +97,11 @@ def run(args: argparse.Namespace) -> None:
         "utterances": len(keys), "audio_seconds": round(seconds, 3), "wall_seconds": round(wall, 3),
         "rtf": round(wall / seconds, 4) if seconds else None, "model": model.name,
         "adapter": None if args.adapter_dir is None else str(args.adapter_dir),
-        "options": vars(options), "window_seconds": window, "cut_to_window": len(cut),
+        "decode_config": None, "options": vars(options),
+        # results' decoding variant: the search flags given other values than their defaults (not the device)
+        "options_changed": {name: value for name, value in vars(options).items()
+                            if name != "device" and value != get_parser().get_default(name)},
+        "window_seconds": window, "cut_to_window": len(cut),
     }
     if cut:
         logger.warning("%d of %d utterances are longer than the model's %g s window: Speech2Text decodes only "

@@ -59,7 +59,9 @@ from espnet_adapters.routing.decode import (
     strategy_posteriors,
 )
 from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
-from espnet_adapters.whisper.decode import add_search_arguments, decode_options, safeguard_stats, safeguard_summary
+from espnet_adapters.whisper.decode import (
+    add_search_arguments, decode_options, safeguard_stats, safeguard_summary, search_record,
+)
 from espnet_adapters.whisper.inputs import (
     add_input_arguments,
     check_adapter_encoder_trim,
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> None:
         "posteriors": None if args.strategy in ("oracle", "base") else str(args.posteriors),
         "whisper_model": args.whisper_model,
         "input": input_kind(args.feats_scp, args.encoder_cache),
-        "options": opts.as_dict(),
+        **search_record(opts),
         **counts,
         "durations_from": loaded.durations_from,
         "device": str(model.device),

@@ -65,6 +65,7 @@ from espnet_adapters.whisper.decode import (
     iter_batches,
     safeguard_stats,
     safeguard_summary,
+    search_record,
 )
 from espnet_adapters.whisper.inputs import (
     add_input_arguments,
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> None:
         "adapter_dir": None if args.adapter_dir is None else str(args.adapter_dir),
         "merge_adapter": args.merge_adapter,
         "input": input_kind(args.feats_scp, args.encoder_cache),
-        "options": opts.as_dict(),
+        **search_record(opts),
         **counts,
         "durations_from": loaded.durations_from,
         "device": str(model.device),

@@ -1,10 +1,13 @@
 """Collect the ``scores.json`` files of an ``exp/`` tree into an ESPnet-style RESULTS.md.
 
-Layout read: ``<exp_dir>/<model_tag>/decode_<set>[_<variant>]/score/scores.json``
-as written by ``espnet_adapters.bin.score``.  The *variant* is what follows the
-set name in the decode dir (``decode_hi_test_beam5`` -> ``beam5``; none ->
-``default``): results of different decoding settings never share a summary
-table.  Only scored decodings appear: a model or decode dir without
+Layout read: ``<exp_dir>/<model_tag>/decode_<set>[_<tag>]/score/scores.json``
+as written by ``espnet_adapters.bin.score``.  The decoding *variant* comes from
+the decoding's own ``stats.json`` (``logdir/output.*/stats.json``, every job
+alike), never from the directory name: the decode config's base name
+(``default`` for ``conf/decode/default.yaml`` or the built-in defaults) followed
+by the options that differ from it (``default beam_size=5``,
+``default lang_mode=auto``).  Results of different decoding settings never
+share a summary table.  Only scored decodings appear: a model or decode dir without
 ``scores.json`` produces no row and no column.
 
 Rendering is a pure function of the entries and an :class:`Environment`, so the
@@ -106,18 +109,37 @@ class Environment:
     cpu_count: int
 
 
-def decode_variant(decode_dir: str, set_name: str) -> str:
-    """``decode_hi_test_beam5`` with set ``hi_test`` -> ``beam5``; ``decode_hi_test`` -> ``default``.
+def _format_option(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_format_option(item) for item in value)
+    return "none" if value is None else str(value)
 
-    A decode dir that does not start with ``decode_<set>`` is its own variant.
-    """
-    stem = f"decode_{set_name}"
-    if decode_dir == stem:
-        return DEFAULT_VARIANT
-    if decode_dir.startswith(stem + "_"):
-        return decode_dir[len(stem) + 1 :]
-    logger.warning("%s does not start with %s: using the whole name as decode variant", decode_dir, stem)
-    return decode_dir
+
+def decoding_variant(decode_dir: Path) -> str:
+    """The decoding variant of ``decode_dir``: its config name and changed options, read from the
+    ``stats.json`` of its jobs, which must all agree (see the module docstring)."""
+    files = sorted([*decode_dir.glob("stats.json"), *decode_dir.glob("logdir/output.*/stats.json")])
+    if not files:
+        raise UserInputError(f"{decode_dir}: no stats.json of its decoding (logdir/output.*/stats.json): "
+                             "decode it again")
+    labels: dict[str, Path] = {}
+    for path in files:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UserInputError(f"{path}: not a valid stats.json ({err})") from err
+        changed = data.get("options_changed") if isinstance(data, dict) else None
+        if not isinstance(changed, dict) or "decode_config" not in data:
+            raise UserInputError(f"{path}: no 'decode_config' / 'options_changed' (written by an older version): "
+                                 "decode it again")
+        name = data["decode_config"] or DEFAULT_VARIANT
+        label = " ".join([str(name), *(f"{key}={_format_option(changed[key])}" for key in sorted(changed))])
+        labels.setdefault(label, path)
+    if len(labels) > 1:
+        (first, one), (second, other) = list(labels.items())[:2]
+        raise UserInputError(f"{other}: decoded as '{second}', but {one} as '{first}': the jobs of one decoding "
+                             "must share their options; decode it again")
+    return next(iter(labels))
 
 
 def json_field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
@@ -149,7 +171,7 @@ def load_entry(path: Path) -> ScoreEntry:
     return ScoreEntry(
         model=model,
         decode_dir=decode_dir,
-        variant=decode_variant(decode_dir, set_name),
+        variant=decoding_variant(path.parent.parent),
         lang=json_field(data, "lang", str, path),
         set_name=set_name,
         num_utts=json_field(data, "num_utts", int, path),

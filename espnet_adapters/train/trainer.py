@@ -51,6 +51,7 @@ import json
 import logging
 import math
 import random
+import resource
 import shutil
 import sys
 import time
@@ -578,6 +579,7 @@ class Trainer:
             "train_seconds": round(state.train_seconds, 2),
             "seconds_per_step": round(state.train_seconds / max(1, state.step), 4),
             "utts_per_second": round(state.utts_seen / state.train_seconds, 3) if state.train_seconds else None,
+            "peak_memory_mb": peak_memory_mb(self.device),
             "history": state.history,
             "evals": state.evals,
         }
@@ -585,6 +587,14 @@ class Trainer:
             json.dump(stats, handle, indent=1)
             handle.write("\n")
         plot_curves(state, self.out_dir / "curves.png", title=self.out_dir.name)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of training: CUDA's peak allocation on a GPU, the process's peak resident set on CPU
+    (model, optimizer, activations and the Python heap together)."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
 def plot_curves(state: RunState, path: Path, title: str) -> None:

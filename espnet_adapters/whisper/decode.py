@@ -293,6 +293,22 @@ def decode_options(args: argparse.Namespace, lang_mode: str) -> DecodeOptions:
     return load_decode_options(args.decode_config, search_overrides(args), lang_mode=lang_mode)
 
 
+def search_record(opts: DecodeOptions) -> dict[str, Any]:
+    """What a decoder's stats.json records of its search: the options, the config they came from
+    (its base name, as ESPnet's inference_tag; None: the defaults), and the options that differ
+    from that config (flags and the decoder's lang_mode): ``results`` names decoding variants by
+    the last two, never by directory names."""
+    from_file = opts.source != DecodeOptions.source
+    base = DecodeOptions.from_yaml(opts.source) if from_file else DecodeOptions()
+    reference, options = base.as_dict(), opts.as_dict()
+    return {
+        "decode_config": Path(opts.source).stem if from_file else None,
+        "options": options,
+        "options_changed": {name: value for name, value in options.items()
+                            if value != reference[name] and name != "batch_size"},
+    }
+
+
 SAFEGUARD_COUNTS = ("fallbacks", "fallbacks_unresolved", "capped")
 
 

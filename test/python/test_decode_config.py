@@ -18,6 +18,7 @@ from espnet_adapters.whisper.decode import (
     decode_options,
     iter_batches,
     load_decode_options,
+    search_record,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,3 +136,15 @@ def test_options_record_every_field_but_the_file() -> None:
     assert list(recorded) == [*SEARCH_OPTIONS[:3], "lang_mode", *SEARCH_OPTIONS[3:]]
     assert recorded["encoder_trim"] == 0.25
     assert recorded["temperatures"] == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def test_search_record_names_the_config_and_what_differs_from_it(tmp_path: Path) -> None:
+    """stats.json's decode_config / options_changed: what results names a decoding variant by."""
+    config = _yaml(tmp_path / "fast.yaml", "beam_size: 4\ntemperatures: [0]\n")
+    same = search_record(_options(["--decode_config", str(config), "--batch_size", "3"]))
+    assert same["decode_config"] == "fast" and same["options_changed"] == {}  # batch size is not a rule
+    assert same["options"]["beam_size"] == 4 and same["options"]["batch_size"] == 3
+    changed = search_record(_options(["--decode_config", str(config), "--beam_size", "1", "--seed", "4"], "auto"))
+    assert changed["options_changed"] == {"beam_size": 1, "seed": 4, "lang_mode": "auto"}
+    builtin = search_record(_options(["--beam_size", "5"]))
+    assert builtin["decode_config"] is None and builtin["options_changed"] == {"beam_size": 5}

@@ -13,6 +13,7 @@ from espnet_adapters.bin import make_results, score
 from espnet_adapters.scoring.bootstrap import paired_bootstrap
 from espnet_adapters.scoring.per_utt import paired_counts, read_per_utt
 from espnet_adapters.scoring.results import Environment, find_entries, render_results
+from fixtures.decoding import write_decode_stats
 from espnet_adapters.utils.cli import UserInputError
 
 ENV = Environment(
@@ -168,6 +169,7 @@ def _score_dir(root: Path, model: str, set_name: str, refs: dict[str, str], hyps
     lang = set_name.split("_")[0]
     argv = ["--ref_text", str(ref), "--hyp_text", str(hyp), "--lang", lang, "--out_dir", str(decode / "score")]
     assert score.main(argv) == 0
+    write_decode_stats(decode)
     return decode / "score"
 
 

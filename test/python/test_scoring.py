@@ -12,7 +12,8 @@ from transformers.models.whisper.english_normalizer import BasicTextNormalizer
 from espnet_adapters.bin import make_results, score
 from espnet_adapters.scoring.metrics import alignment_lines, score_chars, score_words
 from espnet_adapters.scoring.normalize import NORMALIZER_VERSION, normalize_text
-from espnet_adapters.scoring.results import Environment, decode_variant, find_entries, render_results
+from espnet_adapters.scoring.results import Environment, decoding_variant, find_entries, render_results
+from fixtures.decoding import write_decode_stats
 from espnet_adapters.utils.cli import UserInputError
 
 VIRAMA_HI, VIRAMA_TE = "\u094d", "\u0c4d"
@@ -271,6 +272,7 @@ def _fake_exp(exp: Path) -> None:
     }
     for decode, data in tree.items():
         _write(exp / decode / "score" / "scores.json", json.dumps(data))
+        write_decode_stats(exp / decode, {"beam_size": 5} if decode.endswith("_beam5") else None)
     # Scored with per-utterance counts (the bootstrap's input): the hi_test base and adapter.
     for decode in ("whisper_base/decode_hi_test", "whisper_base_lora_hi_r32_qv_dec/decode_hi_test"):
         data = tree[decode]
@@ -321,7 +323,7 @@ WER / CER in %, n = number of test utterances. A row `<base>_lora_<lang>_<tag>` 
 
 Corr: words correct, % of reference words recognised (hits / reference words, sclite's Corr); insertions do not lower it, so it stays within 0-100.
 
-## Summary: decoding `beam5`
+## Summary: decoding `default beam_size=5`
 
 WER / CER in %, n = number of test utterances. A row `<base>_lora_<lang>_<tag>` is the adapter trained on <lang>: its other columns are the cross-language (forgetting) check.
 
@@ -419,10 +421,27 @@ def test_bad_scores_json_names_the_file(tmp_path: Path) -> None:
         find_entries(tmp_path / "exp")
 
 
-def test_decode_variant() -> None:
-    assert decode_variant("decode_hi_test", "hi_test") == "default"
-    assert decode_variant("decode_hi_test_beam5", "hi_test") == "beam5"
-    assert decode_variant("decode_other", "hi_test") == "decode_other"
+def test_decoding_variant_comes_from_stats_json_not_the_dir_name(tmp_path: Path) -> None:
+    decode = tmp_path / "decode_hi_test_beam5"  # the name says beam 5; the stats say what ran
+    for job in (1, 2):
+        write_decode_stats(decode, {"lang_mode": "auto", "temperatures": [0.0, 0.5]}, job=job)
+    assert decoding_variant(decode) == "default lang_mode=auto temperatures=0.0,0.5"
+    write_decode_stats(tmp_path / "plain", config=None)
+    assert decoding_variant(tmp_path / "plain") == "default"
+    write_decode_stats(tmp_path / "fast", {"beam_size": 2}, config="fast")
+    assert decoding_variant(tmp_path / "fast") == "fast beam_size=2"
+
+
+def test_decoding_variant_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match=rf"^{tmp_path / 'none'}: no stats.json"):
+        decoding_variant(tmp_path / "none")
+    write_decode_stats(tmp_path / "mixed", job=1)
+    other = write_decode_stats(tmp_path / "mixed", {"beam_size": 5}, job=2)
+    with pytest.raises(UserInputError, match=rf"^{other}: decoded as 'default beam_size=5', but .*output.1"):
+        decoding_variant(tmp_path / "mixed")
+    old = _write(tmp_path / "old" / "logdir" / "output.1" / "stats.json", json.dumps({"options": {"beam_size": 1}}))
+    with pytest.raises(UserInputError, match=rf"^{old}: no 'decode_config'"):
+        decoding_variant(tmp_path / "old")
 
 
 # --- per-source scores and LoRA rank grids ----------------------------------------------
@@ -457,10 +476,12 @@ def test_results_per_source_and_rank_tables(tmp_path: Path) -> None:
     base["by_category"] = {"commonvoice": {"num_utts": 2, "wer": 60.0, "cer": 55.0, "corr": 45.0},
                            "kathbath": {"num_utts": 2, "wer": 40.0, "cer": 45.0, "corr": 55.0}}
     _write(exp / "whisper_base" / "decode_hi_test" / "score" / "scores.json", json.dumps(base))
+    write_decode_stats(exp / "whisper_base" / "decode_hi_test")
     for rank, err in ((8, 12), (32, 8)):
         model = exp / f"whisper_base_lora_hi_r{rank}_qv_dec"
         data = _scores("hi", "hi_test", 4, [40, 40 - err, err, 0, 0], [200, 200 - err, err, 0, 0], 50.0)
         _write(model / "decode_hi_test" / "score" / "scores.json", json.dumps(data))
+        write_decode_stats(model / "decode_hi_test")
         _write(model / "adapter" / "adapter_config.json", json.dumps({"r": rank}))
         _write(model / "train_stats.json", json.dumps({"trainable_params": 24576 * rank}))
     text = render_results(find_entries(exp), ENV)
