@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from espnet_adapters.train.summary import curves_table, read_run, runs_table
+from espnet_adapters.train.summary import curves_table, plot_scaling, read_run, runs_table, scaling_table
 from espnet_adapters.utils.cli import make_parser, run_main
 
 METRICS = ("dev_wer", "dev_cer", "dev_corr", "dev_loss")
@@ -30,6 +30,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metric", choices=METRICS, action="append",
                         help="Curve(s) to print (repeatable); default: dev_wer and dev_cer.")
     parser.add_argument("--heading", default="", help="A Markdown heading printed first (e.g. for RESULTS.md).")
+    parser.add_argument("--scaling_plot", type=Path, default=None, metavar="PNG",
+                        help="Also draw dev WER / CER / words correct against training utterances, per language "
+                             "(runs that differ in data only), and print its table.")
     parser.add_argument("--link_dir", type=Path, default=None,
                         help="Also link each run's curves.png, relative to this dir (where the Markdown goes).")
     return parser
@@ -44,6 +47,11 @@ def run(args: argparse.Namespace) -> None:
     for metric in args.metric or ["dev_wer", "dev_cer"]:
         print(f"\n{metric} by step (0 = base model)\n")
         print("\n".join(curves_table(runs, metric)))
+    if args.scaling_plot is not None:
+        print("\nData scaling (installed adapter on dev: WER / CER / words correct)\n")
+        print("\n".join(scaling_table(runs)))
+        plot_scaling(runs, args.scaling_plot)
+        print(f"\n![data scaling]({os.path.relpath(args.scaling_plot, args.link_dir or Path.cwd())})")
     if args.link_dir is not None:
         print("\nLearning curves (train/dev loss; dev WER, CER, words correct; step 0 = base model):\n")
         for path in args.runs:

@@ -25,6 +25,7 @@ class RunSummary:
 
     name: str
     stats: dict[str, Any]
+    path: Path | None = None  # the train_stats.json read (its dir holds adapter/)
 
     @property
     def evals(self) -> list[dict[str, float]]:
@@ -54,19 +55,32 @@ def read_run(path: Path) -> RunSummary:
         raise UserInputError(f"{path}:{err.lineno}: not JSON ({err.msg})") from err
     if not isinstance(stats, dict) or "evals" not in stats:
         raise UserInputError(f"{path}: not a train_stats.json (no 'evals')")
-    return RunSummary(path.parent.name, stats)
+    return RunSummary(path.parent.name, stats, path)
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
 
 
+def adapter_megabytes(run_dir: Path) -> float | None:
+    """Size on disk of the installed adapter (``<run>/adapter/``, every file); None if none was installed."""
+    adapter = run_dir / "adapter"
+    if not adapter.is_dir():
+        return None
+    return sum(path.stat().st_size for path in adapter.rglob("*") if path.is_file()) / 2**20
+
+
+def _number(value: Any, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
 def runs_table(runs: Sequence[RunSummary]) -> list[str]:
-    """Markdown: per run, base and best dev WER / CER / Corr, the best step, parameters and time."""
+    """Markdown: per run, base and best dev WER / CER / Corr, the best step, and what it cost
+    (trainable parameters, adapter size on disk, peak training memory, time)."""
     lines = [
-        "|run|steps|base dev WER / CER / Corr|adapter dev WER / CER / Corr|best step|trainable params|"
-        "train s|s/step|",
-        "|---|---|---|---|---|---|---|---|",
+        "|run|train utts|steps|base dev WER / CER / Corr|adapter dev WER / CER / Corr|best step|trainable params|"
+        "adapter MB|peak memory MB|train s|s/step|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         base, best, s = run.base, run.best, run.stats
@@ -76,9 +90,11 @@ def runs_table(runs: Sequence[RunSummary]) -> list[str]:
                 return missing
             return f"{_pct(e['dev_wer'])} / {_pct(e['dev_cer'])} / {_pct(e.get('dev_corr'))}"
 
-        lines.append(f"|{run.name}|{s.get('steps', '-')}|{triple(base, '-')}|{triple(best, 'none installed')}|"
-                     f"{s.get('best_step', '-')}|"
-                     f"{s.get('trainable_params', '-')}|{s.get('train_seconds', '-')}|{s.get('seconds_per_step', '-')}|")
+        size = adapter_megabytes(run.path.parent) if run.path is not None else None
+        lines.append(f"|{run.name}|{_number(s.get('train_utts'))}|{s.get('steps', '-')}|{triple(base, '-')}|"
+                     f"{triple(best, 'none installed')}|{s.get('best_step', '-')}|"
+                     f"{s.get('trainable_params', '-')}|{_number(size)}|{_number(s.get('peak_memory_mb'), 0)}|"
+                     f"{s.get('train_seconds', '-')}|{s.get('seconds_per_step', '-')}|")
     return lines
 
 
@@ -89,4 +105,64 @@ def curves_table(runs: Sequence[RunSummary], metric: str = "dev_wer") -> list[st
     for run in runs:
         at = {int(e["step"]): e.get(metric) for e in run.evals}
         lines.append(f"|{run.name}|" + "|".join(_pct(at.get(step)) for step in steps) + "|")
+    return lines
+
+
+def scaling_points(runs: Sequence[RunSummary]) -> dict[str, list[tuple[int, dict[str, float]]]]:
+    """Per language, (training utterances, the installed adapter's dev evaluation) sorted by size;
+    a run that installed no adapter contributes its base evaluation (the adapter did not beat it)."""
+    points: dict[str, list[tuple[int, dict[str, float]]]] = {}
+    for run in runs:
+        lang, utts = run.stats.get("lang"), run.stats.get("train_utts")
+        if not isinstance(lang, str) or not isinstance(utts, int):
+            where = run.path if run.path is not None else run.name
+            raise UserInputError(f"{where}: no 'lang' / 'train_utts' (written by an older trainer): cannot place "
+                                 "it on a data-scaling curve")
+        chosen = run.best or run.base
+        if chosen is not None:
+            points.setdefault(lang, []).append((utts, chosen))
+    return {lang: sorted(values, key=lambda item: item[0]) for lang, values in sorted(points.items())}
+
+
+def plot_scaling(runs: Sequence[RunSummary], path: Path) -> None:
+    """PNG: dev WER, CER and words correct of the installed adapter against training utterances (log x),
+    one line per language, the base model's dev value dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = scaling_points(runs)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.0))
+    for ax, (metric, label) in zip(axes, (("dev_wer", "dev WER %"), ("dev_cer", "dev CER %"),
+                                          ("dev_corr", "dev words correct %"))):
+        for lang, values in points.items():
+            line, = ax.plot([u for u, _ in values], [e.get(metric, math.nan) for _, e in values], "o-", label=lang)
+            bases = [run.base[metric] for run in runs if run.stats.get("lang") == lang and run.base is not None
+                     and metric in run.base]
+            if bases:
+                ax.axhline(bases[0], color=line.get_color(), ls=":", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("training utterances")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(title="language (dotted: base)")
+    fig.suptitle("Data scaling: the installed adapter on dev")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def scaling_table(runs: Sequence[RunSummary]) -> list[str]:
+    """Markdown: rows = languages, columns = training utterances, cells = dev WER / CER / Corr."""
+    points = scaling_points(runs)
+    sizes = sorted({utts for values in points.values() for utts, _ in values})
+    lines = ["|lang|" + "|".join(str(size) for size in sizes) + "|", "|---|" + "---|" * len(sizes)]
+    for lang, values in points.items():
+        at = dict(values)
+        cells = [f"{_pct(at[size]['dev_wer'])} / {_pct(at[size]['dev_cer'])} / {_pct(at[size].get('dev_corr'))}"
+                 if size in at else "-" for size in sizes]
+        lines.append(f"|{lang}|" + "|".join(cells) + "|")
     return lines

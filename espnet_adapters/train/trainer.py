@@ -564,6 +564,8 @@ class Trainer:
         best = next((e for e in state.evals if e["step"] == state.best_step), {})
         stats = {
             "adapter": state.best_step > 0,  # False: the base model was best on dev, no adapter/ was written
+            "lang": self.lang,
+            "train_utts": len(self.train_set),
             "base_dev_wer": state.evals[0]["dev_wer"] if state.evals and state.evals[0]["step"] == 0 else None,
             "steps": state.step,
             "processes": self.dist.world_size,
