@@ -115,7 +115,15 @@ def _format_option(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def decoding_variant(decode_dir: Path) -> str:
+def _dir_variant(decode_dir: Path, set_name: str | None) -> str:
+    """What older decodings are named by: the decode dir's suffix after ``decode_<set>``."""
+    if set_name is not None and decode_dir.name.startswith(f"decode_{set_name}"):
+        return decode_dir.name[len(f"decode_{set_name}"):].lstrip("_") or DEFAULT_VARIANT
+    parts = decode_dir.name.split("_", 3)  # decode_<lang>_<split>_<suffix>
+    return DEFAULT_VARIANT if len(parts) < 4 else parts[3]
+
+
+def decoding_variant(decode_dir: Path, set_name: str | None = None) -> str:
     """The decoding variant of ``decode_dir``: its config name and changed options, read from the
     ``stats.json`` of its jobs, which must all agree (see the module docstring)."""
     files = sorted([*decode_dir.glob("stats.json"), *decode_dir.glob("logdir/output.*/stats.json")])
@@ -128,12 +136,18 @@ def decoding_variant(decode_dir: Path) -> str:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise UserInputError(f"{path}: not a valid stats.json ({err})") from err
-        changed = data.get("options_changed") if isinstance(data, dict) else None
-        if not isinstance(changed, dict) or "decode_config" not in data:
-            raise UserInputError(f"{path}: no 'decode_config' / 'options_changed' (written by an older version): "
-                                 "decode it again")
-        name = data["decode_config"] or DEFAULT_VARIANT
-        label = " ".join([str(name), *(f"{key}={_format_option(changed[key])}" for key in sorted(changed))])
+        if not isinstance(data, dict) or not isinstance(data.get("options"), dict):
+            raise UserInputError(f"{path}: no 'options' object: not a decoder's stats.json")
+        changed = data.get("options_changed")
+        if "decode_config" not in data and changed is None:  # decoded before stats.json recorded them
+            label = _dir_variant(decode_dir, set_name)
+            logger.warning("%s: no decode_config/options_changed (an older decoder): decoding variant %r taken "
+                           "from the directory name", path, label)
+        elif not isinstance(changed, dict):
+            raise UserInputError(f"{path}: 'options_changed' must be an object")
+        else:
+            name = data.get("decode_config") or DEFAULT_VARIANT
+            label = " ".join([str(name), *(f"{key}={_format_option(changed[key])}" for key in sorted(changed))])
         labels.setdefault(label, path)
     if len(labels) > 1:
         (first, one), (second, other) = list(labels.items())[:2]
@@ -171,7 +185,7 @@ def load_entry(path: Path) -> ScoreEntry:
     return ScoreEntry(
         model=model,
         decode_dir=decode_dir,
-        variant=decoding_variant(path.parent.parent),
+        variant=decoding_variant(path.parent.parent, set_name),
         lang=json_field(data, "lang", str, path),
         set_name=set_name,
         num_utts=json_field(data, "num_utts", int, path),

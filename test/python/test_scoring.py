@@ -439,9 +439,20 @@ def test_decoding_variant_errors_name_the_file(tmp_path: Path) -> None:
     other = write_decode_stats(tmp_path / "mixed", {"beam_size": 5}, job=2)
     with pytest.raises(UserInputError, match=rf"^{other}: decoded as 'default beam_size=5', but .*output.1"):
         decoding_variant(tmp_path / "mixed")
-    old = _write(tmp_path / "old" / "logdir" / "output.1" / "stats.json", json.dumps({"options": {"beam_size": 1}}))
-    with pytest.raises(UserInputError, match=rf"^{old}: no 'decode_config'"):
-        decoding_variant(tmp_path / "old")
+    bad = _write(tmp_path / "bad" / "logdir" / "output.1" / "stats.json", json.dumps({"decode_config": "x"}))
+    with pytest.raises(UserInputError, match=rf"^{bad}: no 'options' object"):
+        decoding_variant(tmp_path / "bad")
+
+
+def test_older_decodings_keep_their_dir_name_variant(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """stats.json written before decode_config/options_changed existed: the decode dir's suffix, with a warning."""
+    for name, variant in (("decode_hi_test", "default"), ("decode_hi_test_beam5", "beam5"),
+                          ("decode_pa_dev_beam2_langauto", "beam2_langauto")):
+        _write(tmp_path / name / "logdir" / "output.1" / "stats.json", json.dumps({"options": {"beam_size": 1}}))
+        assert decoding_variant(tmp_path / name) == variant
+    _write(tmp_path / "decode_hi_test_sp_beam3" / "logdir" / "output.1" / "stats.json", json.dumps({"options": {}}))
+    assert decoding_variant(tmp_path / "decode_hi_test_sp_beam3", "hi_test_sp") == "beam3"
+    assert "taken from the directory name" in caplog.text
 
 
 # --- per-source scores and LoRA rank grids ----------------------------------------------
