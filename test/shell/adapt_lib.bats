@@ -59,6 +59,21 @@ setup() {
   [ "$(selected)" = "2 3 4 5 6 7 8 9 10 11" ]
 }
 
+@test "timing.tsv: a row per stage run, the failed one marked, this run's rows logged" {
+  expdir="${D}/exp" stage=1 stop_stage=3 skip_stages="2"
+  run_started="run-a"
+  for n in 1 2 3; do ! run_stage "${n}" || true; done
+  run_stage 3  # asked again (stage 2's if/elif does): still one row
+  timing_report > "${D}/report"
+  run_started="run-b"
+  run_stage 1
+  stage_clock_close failed
+  [ "$(cut -f1,2,4 "${D}/exp/log/timing.tsv" | tr '\t\n' ',;')" = "run_started,stage,status;run-a,1,ok;run-a,3,ok;run-b,1,failed;" ]
+  [ "$(cut -f3 "${D}/exp/log/timing.tsv" | tail -n +2 | grep -c '^[0-9][0-9]*$')" -eq 3 ]
+  grep -q "Wall time per stage" "${D}/report"
+  [ "$(grep -c "stage [13] " "${D}/report")" -eq 2 ]
+}
+
 @test ".done markers: up to date only with the same signature" {
   run is_done "${D}" "sig a"
   [ "$status" -eq 1 ]

@@ -44,6 +44,7 @@ set -euo pipefail
 template_dir=$(dirname "$(readlink -f "$0")")
 # shellcheck source=lib.sh
 . "${template_dir}/lib.sh"
+trap 'status=$?; [ "${status}" -eq 0 ] || stage_clock_close failed' EXIT  # timing.tsv: the stage that failed
 SECONDS=0
 run_args=$(printf '%q ' "$0" "$@")
 orig_args=("$@")
@@ -347,4 +348,5 @@ if multilingual_stage 12 "the LID, routing and code-switching report"; then
     stage12
 fi
 
+timing_report
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -27,7 +27,35 @@ skip_stage() { log_depth=2 log "Skip stage $1: $2"; }
 # run_stage N: stage N is selected by --stage, --stop_stage and --skip_stages.
 run_stage() {
     [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] \
-        && ! [[ " ${skip_stages} " =~ [[:space:]]$1[[:space:]] ]]
+        && ! [[ " ${skip_stages} " =~ [[:space:]]$1[[:space:]] ]] || return 1
+    stage_clock "$1"
+}
+
+# --- wall time per stage: a row per stage run appended to ${expdir}/log/timing.tsv
+# (run_started, stage, seconds, status), this run's rows printed at the end (timing_report).
+clock_stage="" clock_start=0 run_started=$(date '+%Y-%m-%dT%H:%M:%S')
+# stage_clock N: stage N starts now; the stage before it ends.
+stage_clock() {
+    [ "${clock_stage}" != "$1" ] || return 0
+    stage_clock_close ok
+    clock_stage=$1 clock_start=${SECONDS}
+}
+# stage_clock_close STATUS: the running stage (if any) ends with STATUS (ok, failed).
+stage_clock_close() {
+    [ -n "${clock_stage}" ] && [ -n "${expdir:-}" ] || return 0
+    local table=${expdir}/log/timing.tsv
+    mkdir -p "${expdir}/log"
+    [ -s "${table}" ] || printf 'run_started\tstage\tseconds\tstatus\n' > "${table}"
+    printf '%s\t%s\t%s\t%s\n' "${run_started}" "${clock_stage}" "$((SECONDS - clock_start))" "$1" >> "${table}"
+    clock_stage=""
+}
+# timing_report: close the last stage and log this run's wall time per stage.
+timing_report() {
+    stage_clock_close ok
+    [ -s "${expdir}/log/timing.tsv" ] || return 0
+    log "Wall time per stage (${expdir}/log/timing.tsv):"
+    awk -F '\t' -v run="${run_started}" '$1 == run { printf "  stage %-3s %6d s  %s\n", $2, $3, $4 }' \
+        "${expdir}/log/timing.tsv" | while IFS= read -r line; do log_depth=2 log "${line}"; done
 }
 # multilingual: --langs has two or more languages, as language ID and routing (9-12) need.
 multilingual() { [ "$(wc -w <<< "${langs}")" -ge 2 ]; }
