@@ -105,6 +105,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.config import YamlConfig, load_yaml_config
+from espnet_adapters.whisper.script import ScriptLogitsProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ class DecodeOptions(YamlConfig):
     no_repeat_ngram_size: int = 0
     seed: int = 0
     encoder_trim: float | None = None  # seconds after the speech the decoder sees (None: the 30 s window; inputs.py)
+    script_constraint: bool = False  # forbid tokens spelling letters of other scripts than the row's language's
     source: str = "<default DecodeOptions>"  # the yaml file, named in error messages
 
     def __post_init__(self) -> None:
@@ -210,6 +212,16 @@ def _seconds_or_none(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected seconds or none, got {text!r}") from None
 
 
+def _yes_no(text: str) -> bool:
+    """``--script_constraint``: true/false (also yes/no, 1/0)."""
+    value = text.lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def add_search_arguments(
     parser: argparse.ArgumentParser, *, seed_flag: str = "--seed", skip: Sequence[str] = ()
 ) -> None:
@@ -247,6 +259,9 @@ def add_search_arguments(
                          "is kept."),
         "no_repeat_ngram_size": ({"type": int}, "Forbid repeating any n-gram of this size; 0 = off."),
         "seed": ({"type": int, "metavar": "SEED"}, "Seed of the fallback's sampling."),
+        "script_constraint": ({"type": _yes_no, "metavar": "true|false"},
+                              "Forbid tokens that spell letters of another script than the language's "
+                              "(espnet_adapters/whisper/script.py)."),
         "encoder_trim": ({"type": _seconds_or_none, "metavar": "SECONDS"},
                          "Encoder frames the decoder sees: the speech plus this many seconds (none = the whole 30 s "
                          "window); an adapter must be decoded with the value it was trained with."),
@@ -561,10 +576,15 @@ def _generate(
     opts: DecodeOptions,
     temperature: float,
     seed: int,
+    script: LogitsProcessor | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """One batched generate: deterministic (temperature 0) or sampled; the sequences and the prompt length."""
+    """One batched generate: deterministic (temperature 0) or sampled; the sequences and the prompt length.
+
+    The processors run in this order: the script constraint (if any), the token cap (it may force
+    the end of text, which the script never forbids), the seeded sampling (last: it leaves one token).
+    """
     cap = TokenCapLogitsProcessor(caps, model.generation_config.eos_token_id)
-    processors: list[LogitsProcessor] = [cap]
+    processors: list[LogitsProcessor] = [cap] if script is None else [script, cap]
     if temperature > 0.0:
         processors.append(SeededSamplingLogitsProcessor(temperature, seed, len(languages)))
     extra = {"no_repeat_ngram_size": opts.no_repeat_ngram_size} if opts.no_repeat_ngram_size > 0 else {}
@@ -618,9 +638,12 @@ def decode_rows(
     pending = list(range(total))
     for attempt, temperature in enumerate(opts.temperatures):
         with row_context(pending) if row_context is not None else nullcontext():
+            rows_langs = [languages[row] for row in pending]
+            script = (ScriptLogitsProcessor(tokenizer, rows_langs, model.config.vocab_size)
+                      if opts.script_constraint else None)
             sequences, begin = _generate(
-                model, _select(inputs, pending, total), [languages[row] for row in pending],
-                [caps[row] for row in pending], opts, temperature, attempt_seed(opts.seed, attempt),
+                model, _select(inputs, pending, total), rows_langs,
+                [caps[row] for row in pending], opts, temperature, attempt_seed(opts.seed, attempt), script,
             )
         texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
         failed = []
