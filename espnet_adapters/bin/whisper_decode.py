@@ -15,9 +15,9 @@ feature extractor and tokenizer are used) or a CTranslate2 base model.  Audio
 or ``--feats_scp`` only, the same search options and safeguards
 (espnet_adapters/whisper/ct2_decode.py says where CTranslate2 differs), and
 ``--num_threads`` CTranslate2 threads.  stats.json records the backend
-(``decode_backend``: ``hf`` or ``ct2-<compute type>``); a ct2 backend is one
-of the ``options_changed``, so results tables show it as a decoding variant
-of its own.
+(``decode_backend``: ``ct2-<compute type>``; none with transformers), the
+export and the compute type; the backend is one of the ``options_changed``,
+so results tables show it as a decoding variant of its own.
 
 Writes, atomically, into ``--out_dir``:
   hyp         Kaldi text file: ``utt hypothesis`` (an empty hypothesis is just ``utt``)
@@ -191,14 +191,13 @@ def run(args: argparse.Namespace) -> None:
         "adapter_dir": None if args.adapter_dir is None else str(args.adapter_dir),
         "merge_adapter": args.merge_adapter,
         "input": input_kind(args.feats_scp, args.encoder_cache),
-        "decode_backend": "hf" if ct2 is None else ct2.backend,
         **search,
         **counts,
         "durations_from": loaded.durations_from,
         "device": str(model.device) if ct2 is None else ct2.model.device,
         "num_threads": args.num_threads,
     }
-    if ct2 is not None:
+    if ct2 is not None:  # an hf decoding's stats.json stays as it was: no decode_backend means hf
         stats.update(ct2.record(), merge_adapter=None)
     write_decode_outputs(args.out_dir, stats, hyps={hyp.utt_id: hyp.text for hyp in hyps},
                          langs={hyp.utt_id: hyp.lang for hyp in hyps})
