@@ -84,14 +84,16 @@ def test_merged_export_equals_the_peft_model(setup: dict[str, Path]) -> None:
         "config.json", "model.bin", "preprocessor_config.json", "tokenizer.json", "vocabulary.json"]
 
 
-@pytest.mark.parametrize("encoder_trim", [None, 1.0])
-def test_ct2_float32_greedy_tokens_equal_transformers(setup: dict[str, Path], encoder_trim: float | None) -> None:
+@pytest.mark.parametrize(("encoder_trim", "beam_size"), [(None, 1), (1.0, 1), (None, 3)])
+def test_ct2_float32_tokens_equal_transformers(setup: dict[str, Path], encoder_trim: float | None,
+                                              beam_size: int) -> None:
+    """Greedy and beam search, rows stopped at their caps (beam: searched again up to the cap) and not."""
     features, durations = _features(setup)
     languages = ["it", "hi", "it", "te", "it"]
     caps = [6, 12, 19, 24, 24]
     if encoder_trim is not None:  # the synthetic utterances only: the decoder sees (3.3 + 1) s of frames
         features, durations, languages, caps = features[:3], durations[:3], languages[:3], caps[:3]
-    opts = DecodeOptions(**{**CAPPED.as_dict(), "encoder_trim": encoder_trim})
+    opts = DecodeOptions(**{**CAPPED.as_dict(), "encoder_trim": encoder_trim, "beam_size": beam_size})
     merged, processor = load_whisper(str(setup["export"] / TRANSFORMERS_DIR), CPU)
     batch = [(str(i), f, lang) for i, (f, lang) in enumerate(zip(_trimmed(setup), languages))]
     inputs = batch_inputs(batch, None, model=merged, durations=durations, encoder_trim=encoder_trim)
@@ -105,6 +107,26 @@ def test_ct2_float32_greedy_tokens_equal_transformers(setup: dict[str, Path], en
     assert [row.text for row in got] == [row.text for row in want]
     assert [row.cap for row in got] == caps
     assert any(row.capped for row in want) and all(row.tokens for row in want)
+
+
+def test_ct2_beam_search_stops_capped_rows_like_transformers(setup: dict[str, Path]) -> None:
+    """transformers ends every beam of a row at its cap; cutting CTranslate2's best longer beam would not do."""
+    rng = np.random.default_rng(5)
+    features = stack_features([rng.standard_normal((3000, 80)).astype(np.float32) * scale
+                               for scale in (0.1, 0.3, 0.5, 1.0, 2.0, 0.05, 0.2, 0.8)])
+    languages = ["it", "hi", "en", "pa", "te", "it", "fr", "de"]
+    durations = [0.2 * (index + 1) for index in range(len(languages))]  # caps 3 to 10: the batch runs to 10
+    opts = DecodeOptions(beam_size=3, max_new_tokens=12, max_tokens_per_second=5.0, max_tokens_base=2,
+                         compression_ratio_threshold=None)
+    merged, processor = load_whisper(str(setup["export"] / TRANSFORMERS_DIR), CPU)
+    want = decode_rows(merged, processor.tokenizer, input_features=features, languages=languages, opts=opts,
+                       durations=durations)
+    whisper = ct2_decode.open_ct2_whisper(setup["ct2"], str(setup["tiny"]))
+    encoded = ct2_decode.encode(whisper.model, features, durations, None)
+    got = ct2_decode.decode_rows(whisper.model, processor.tokenizer, encoded, languages=languages, opts=opts,
+                                 durations=durations)
+    assert [row.tokens for row in got] == [row.tokens for row in want]
+    assert [len(row.tokens) for row in want] == [3, 4, 5, 6, 7, 8, 9, 10]
 
 
 def test_ct2_encoder_trim_cuts_the_frames(setup: dict[str, Path]) -> None:
@@ -236,12 +258,29 @@ def test_whisper_decode_ct2_backend_writes_outputs_and_its_variant(setup: dict[s
     assert decoding_variant(tmp_path / "ct2") == ("default decode_backend=ct2-float32 max_new_tokens=24 "
                                                   "max_tokens_base=2 max_tokens_per_second=5.0")
     assert decoding_variant(tmp_path / "hf") == "default max_new_tokens=24 max_tokens_base=2 max_tokens_per_second=5.0"
+    # Whisper's language detection: the same languages and texts.
+    for backend in ("hf", "ct2"):
+        extra = ["--adapter_dir", str(setup["adapter"]), "--merge_adapter", "true"] if backend == "hf" else [
+            "--decode_backend", "ct2", "--ct2_dir", str(setup["ct2"])]
+        assert whisper_decode.main([*common, *extra, "--lang_mode", "auto", "--out_dir",
+                                    str(tmp_path / f"{backend}_auto")]) == 0
+    detected = read_map(tmp_path / "ct2_auto" / "hyp_lang")
+    assert detected == read_map(tmp_path / "hf_auto" / "hyp_lang") and sorted(detected) == ["utt0", "utt1", "utt2"]
+    assert read_map(tmp_path / "ct2_auto" / "hyp", allow_empty_value=True) == read_map(
+        tmp_path / "hf_auto" / "hyp", allow_empty_value=True)
     # int8: its own variant
     export_adapter(str(setup["tiny"]), setup["adapter"], setup["export"], "int8")
     assert whisper_decode.main([*common, "--decode_backend", "ct2", "--ct2_dir", str(setup["export"] / "ct2_int8"),
                                 "--out_dir", str(tmp_path / "int8")]) == 0
     int8 = json.loads((tmp_path / "int8" / "stats.json").read_text())
     assert int8["options_changed"]["decode_backend"] == "ct2-int8_float32"
+
+
+def test_a_language_whisper_lacks_is_a_user_error(setup: dict[str, Path]) -> None:
+    tokenizer = WhisperProcessor.from_pretrained(setup["tiny"]).tokenizer
+    assert ct2_decode.prompt_ids(tokenizer, "hi") == [50258, 50276, 50359, 50363]
+    with pytest.raises(UserInputError, match=r"language 'xx' \(utt2lang\) has no Whisper language token <\|xx\|>"):
+        ct2_decode.prompt_ids(tokenizer, "xx")
 
 
 def test_ct2_backend_option_errors(setup: dict[str, Path], tmp_path: Path) -> None:
