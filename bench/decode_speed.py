@@ -215,7 +215,8 @@ def _wer(work: Path, hyps: dict[str, str]) -> float:
 def _report(args: argparse.Namespace, work: Path, results: dict[str, dict], exports: dict[str, float],
             loads: tuple[str, str]) -> str:
     source = f"`{args.data_dir}`" if args.data_dir else f"espeak-ng {args.lang} (espnet_adapters.data.synth)"
-    adapter = f"`{args.adapter_dir}`" if args.adapter_dir else "a random r32 q/v decoder LoRA (WER of (a)-(d) meaningless)"
+    adapter = (f"`{args.adapter_dir}`" if args.adapter_dir
+               else "a random r32 q/v decoder LoRA (WER of (a)-(d) meaningless)")
     lines = [
         f"Decoding speed, {args.model} + {adapter}, {args.utts} utterances ({source}), greedy, "
         f"batch {args.batch_size} for (a)-(d), CPU.",
@@ -226,7 +227,8 @@ def _report(args: argparse.Namespace, work: Path, results: dict[str, dict], expo
         f"CPUs); load average {loads[0]} at start, {loads[1]} at end (column `load`: 1-min load average when the "
         "variant ended; above the thread count, other jobs competed for the CPU).",
         "",
-        f"| variant | backend | RTF | utt/s | utt/s vs ({REFERENCE}) | peak RSS (MB) | RSS vs ({REFERENCE}) | WER % | load |",
+        f"| variant | backend | RTF | utt/s | utt/s vs ({REFERENCE}) | peak RSS (MB) | RSS vs ({REFERENCE}) "
+        "| WER % | load |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     ref = results.get(REFERENCE)

@@ -109,7 +109,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decode_backend", choices=BACKENDS, default="hf",
                         help="hf: transformers (+ peft); ct2: CTranslate2 on --ct2_dir.")
     parser.add_argument("--ct2_dir", type=Path, default=None,
-                        help="With --decode_backend ct2: an export_adapter ct2_<quantization> dir, or a CT2 base model.")
+                        help="With --decode_backend ct2: export_adapter's ct2_<quantization> dir, or a CT2 base model.")
     parser.add_argument("--ct2_compute_type", default="default",
                         help="CTranslate2 compute type (default: the model's quantization, as the device allows).")
     add_search_arguments(parser)
