@@ -8,6 +8,17 @@ same trimmed features first, so all three decode identically up to the cache's
 float16 rounding.  ``--adapter_dir`` applies a peft LoRA adapter, unmerged or
 merged into the weights (``--merge_adapter true``).
 
+``--decode_backend ct2`` decodes with CTranslate2 instead of transformers:
+``--ct2_dir`` is an export_adapter output's ``ct2_<quantization>`` dir (the
+adapter merged in; refused unless exported from ``--whisper_model``, whose
+feature extractor and tokenizer are used) or a CTranslate2 base model.  Audio
+or ``--feats_scp`` only, the same search options and safeguards
+(espnet_adapters/whisper/ct2_decode.py says where CTranslate2 differs), and
+``--num_threads`` CTranslate2 threads.  stats.json records the backend
+(``decode_backend``: ``ct2-<compute type>``; none with transformers), the
+export and the compute type; the backend is one of the ``options_changed``,
+so results tables show it as a decoding variant of its own.
+
 Writes, atomically, into ``--out_dir``:
   hyp         Kaldi text file: ``utt hypothesis`` (an empty hypothesis is just ``utt``)
   hyp_lang    ``utt lang``: the language decoded in (forced, or Whisper's detection)
@@ -56,6 +67,8 @@ from tqdm import tqdm
 from espnet_adapters.data.kaldi import read_map
 from espnet_adapters.decode_io import write_decode_outputs
 from espnet_adapters.utils.cli import UserInputError, make_parser, run_main, str2bool
+from espnet_adapters.whisper.ct2_decode import decode_batch as ct2_decode_batch
+from espnet_adapters.whisper.ct2_decode import open_ct2_whisper
 from espnet_adapters.whisper.decode import (
     Hypothesis,
     add_search_arguments,
@@ -75,9 +88,12 @@ from espnet_adapters.whisper.inputs import (
     load_payloads,
     open_cache,
 )
+from espnet_adapters.whisper.features import stack_features
 from espnet_adapters.whisper.model import load_whisper, pick_device
 
 logger = logging.getLogger(__name__)
+
+BACKENDS = ("hf", "ct2")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -90,8 +106,30 @@ def get_parser() -> argparse.ArgumentParser:
         "--lang_mode", choices=("forced", "auto"), default="forced",
         help="forced: language token from utt2lang; auto: Whisper detects the language.",
     )
+    parser.add_argument("--decode_backend", choices=BACKENDS, default="hf",
+                        help="hf: transformers (+ peft); ct2: CTranslate2 on --ct2_dir.")
+    parser.add_argument("--ct2_dir", type=Path, default=None,
+                        help="With --decode_backend ct2: export_adapter's ct2_<quantization> dir, or a CT2 base model.")
+    parser.add_argument("--ct2_compute_type", default="default",
+                        help="CTranslate2 compute type (default: the model's quantization, as the device allows).")
     add_search_arguments(parser)
     return parser
+
+
+def check_backend_args(args: argparse.Namespace) -> None:
+    """Options that do not go with the chosen backend are the user's error."""
+    if args.decode_backend == "hf":
+        if args.ct2_dir is not None:
+            raise UserInputError("--ct2_dir is only read with --decode_backend ct2")
+        return
+    if args.ct2_dir is None:
+        raise UserInputError("--decode_backend ct2 needs --ct2_dir (an export_adapter output's ct2_<quantization> dir)")
+    if args.encoder_cache is not None:
+        raise UserInputError(f"{args.encoder_cache}: cached encoder outputs are transformers'; --decode_backend ct2 "
+                             "decodes from audio or --feats_scp")
+    if args.adapter_dir is not None:
+        raise UserInputError(f"{args.adapter_dir}: --decode_backend ct2 takes no --adapter_dir: export it merged "
+                             "(espnet_adapters.bin.export_adapter) and give its ct2_<quantization> dir as --ct2_dir")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -102,9 +140,18 @@ def run(args: argparse.Namespace) -> None:
         raise UserInputError(f"{utt2lang_path}: missing; it is needed to force the language (or use --lang_mode auto)")
     utt2lang = read_map(utt2lang_path) if utt2lang_path.exists() else {}
     opts = decode_options(args, args.lang_mode)
+    check_backend_args(args)
     adapter_dirs = [] if args.adapter_dir is None else [args.adapter_dir]
+    ct2 = None
+    if args.decode_backend == "ct2":
+        ct2 = open_ct2_whisper(args.ct2_dir, args.whisper_model, ngpu=args.ngpu, num_threads=args.num_threads,
+                               compute_type=args.ct2_compute_type)
+        adapter_dirs = [] if ct2.export.adapter_copy is None else [ct2.export.adapter_copy]
+        processor = ct2.processor
     check_adapter_encoder_trim(adapter_dirs, opts.encoder_trim)
-    model, processor = load_whisper(args.whisper_model, pick_device(args.ngpu), args.adapter_dir, args.merge_adapter)
+    if ct2 is None:
+        model, processor = load_whisper(args.whisper_model, pick_device(args.ngpu), args.adapter_dir,
+                                        args.merge_adapter)
     loaded = load_payloads(args.data_dir, processor.feature_extractor, keys=args.keys, feats_scp=args.feats_scp,
                            encoder_cache=args.encoder_cache)
     audio_seconds = loaded.audio_seconds
@@ -119,16 +166,22 @@ def run(args: argparse.Namespace) -> None:
         for batch in iter_batches(items, opts, loaded.durations):
             utts = [utt for utt, _, _ in batch]
             durations = [loaded.durations.get(utt) for utt in utts]
-            inputs = batch_inputs(batch, cache, model=model, durations=durations, encoder_trim=opts.encoder_trim)
-            if opts.lang_mode == "forced":
-                languages = [lang for _, _, lang in batch]
+            forced = [lang for _, _, lang in batch] if opts.lang_mode == "forced" else None
+            if ct2 is not None:  # features only (check_backend_args)
+                features = stack_features([feats for _, feats, _ in batch if feats is not None])
+                texts, languages = ct2_decode_batch(ct2, features, languages=forced, opts=opts, durations=durations,
+                                                    stats=counts)
             else:
-                languages = detect_languages(model, **inputs)
-            texts = decode_features(model, processor.tokenizer, **inputs, languages=languages, opts=opts,
-                                    durations=durations, stats=counts)
+                inputs = batch_inputs(batch, cache, model=model, durations=durations, encoder_trim=opts.encoder_trim)
+                languages = forced if forced is not None else detect_languages(model, **inputs)
+                texts = decode_features(model, processor.tokenizer, **inputs, languages=languages, opts=opts,
+                                        durations=durations, stats=counts)
             hyps.extend(Hypothesis(*hyp) for hyp in zip(utts, texts, languages))
             progress.update(len(batch))
     wall = time.perf_counter() - start
+    search = search_record(opts)
+    if ct2 is not None:  # the backend is part of the decoding variant (results tables group by options_changed)
+        search["options_changed"] = {**search["options_changed"], "decode_backend": ct2.backend}
     stats = {
         "utterances": len(hyps),
         "audio_seconds": None if audio_seconds is None else round(audio_seconds, 2),
@@ -138,12 +191,14 @@ def run(args: argparse.Namespace) -> None:
         "adapter_dir": None if args.adapter_dir is None else str(args.adapter_dir),
         "merge_adapter": args.merge_adapter,
         "input": input_kind(args.feats_scp, args.encoder_cache),
-        **search_record(opts),
+        **search,
         **counts,
         "durations_from": loaded.durations_from,
-        "device": str(model.device),
+        "device": str(model.device) if ct2 is None else ct2.model.device,
         "num_threads": args.num_threads,
     }
+    if ct2 is not None:  # an hf decoding's stats.json stays as it was: no decode_backend means hf
+        stats.update(ct2.record(), merge_adapter=None)
     write_decode_outputs(args.out_dir, stats, hyps={hyp.utt_id: hyp.text for hyp in hyps},
                          langs={hyp.utt_id: hyp.lang for hyp in hyps})
     logger.info("decoded %d utterances in %.1f s (%s); %s", len(hyps), wall, stats["input"], safeguard_summary(counts))

@@ -611,6 +611,40 @@ def _transcript_tokens(sequence: torch.Tensor, begin: int, eos_token_id: int) ->
     return tuple(tokens[: tokens.index(eos_token_id)] if eos_token_id in tokens else tokens)
 
 
+# One attempt of the fallback loop: given the batch rows still pending, the temperature and the
+# attempt's seed, each row's transcript tokens (after the prompt, before the end of text) and text.
+AttemptFn = Callable[[list[int], float, int], list[tuple[tuple[int, ...], str]]]
+
+
+def run_attempts(caps: Sequence[int], opts: DecodeOptions, attempt: AttemptFn) -> list[DecodedRow]:
+    """The temperature fallback over a batch, whatever decodes it (transformers here, CTranslate2 in ct2_decode).
+
+    ``attempt(rows, temperature, seed)`` decodes the batch rows ``rows`` (all of them, then only
+    those above the compression-ratio threshold) at ``temperature`` and returns their tokens and
+    texts; ``caps`` (one per row, :func:`token_caps`) only serve to count rows as ``capped`` here:
+    each backend stops its rows at their caps itself.
+    """
+    total = len(caps)
+    threshold = opts.compression_ratio_threshold if opts.fallback else None
+    results: list[DecodedRow | None] = [None] * total
+    pending = list(range(total))
+    for index, temperature in enumerate(opts.temperatures):
+        outputs = attempt(pending, temperature, attempt_seed(opts.seed, index))
+        failed = []
+        for row, (tokens, text) in zip(pending, outputs, strict=True):
+            text = " ".join(text.split())
+            ratio = compression_ratio(text)
+            passed = threshold is None or ratio <= threshold
+            results[row] = DecodedRow(text, tokens, temperature, index + 1, ratio, caps[row],
+                                      len(tokens) >= caps[row], passed)
+            if not passed:
+                failed.append(row)
+        pending = failed
+        if not pending or threshold is None:
+            break
+    return [row for row in results if row is not None]
+
+
 @torch.inference_mode()
 def decode_rows(
     model: WhisperForConditionalGeneration,
@@ -633,33 +667,20 @@ def decode_rows(
     total = len(languages)
     caps = token_caps(total, opts, durations)
     eos = model.generation_config.eos_token_id
-    threshold = opts.compression_ratio_threshold if opts.fallback else None
-    results: list[DecodedRow | None] = [None] * total
-    pending = list(range(total))
-    for attempt, temperature in enumerate(opts.temperatures):
+
+    def attempt(pending: list[int], temperature: float, seed: int) -> list[tuple[tuple[int, ...], str]]:
         with row_context(pending) if row_context is not None else nullcontext():
             rows_langs = [languages[row] for row in pending]
             script = (ScriptLogitsProcessor(tokenizer, rows_langs, model.config.vocab_size)
                       if opts.script_constraint else None)
             sequences, begin = _generate(
                 model, _select(inputs, pending, total), rows_langs,
-                [caps[row] for row in pending], opts, temperature, attempt_seed(opts.seed, attempt), script,
+                [caps[row] for row in pending], opts, temperature, seed, script,
             )
         texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
-        failed = []
-        for row, sequence, text in zip(pending, sequences, texts, strict=True):
-            text = " ".join(text.split())
-            tokens = _transcript_tokens(sequence, begin, eos)
-            ratio = compression_ratio(text)
-            passed = threshold is None or ratio <= threshold
-            results[row] = DecodedRow(text, tokens, temperature, attempt + 1, ratio, caps[row],
-                                      len(tokens) >= caps[row], passed)
-            if not passed:
-                failed.append(row)
-        pending = failed
-        if not pending or threshold is None:
-            break
-    return [row for row in results if row is not None]
+        return [(_transcript_tokens(sequence, begin, eos), text) for sequence, text in zip(sequences, texts)]
+
+    return run_attempts(caps, opts, attempt)
 
 
 def count_rows(rows: Sequence[DecodedRow], stats: MutableMapping[str, int]) -> None:

@@ -84,12 +84,17 @@ def _model_dir(model_source: str) -> Path:
         raise load_error(source, err) from err
 
 
-def _model_signature(model_source: str) -> list[str]:
+def model_files(model_source: str) -> tuple[Path, list[Path]]:
+    """A model's ``config.json`` and weights files (the Hub cache's for Hub ids); none is an error naming the dir."""
     directory = _model_dir(model_source)
-    config = directory / "config.json"
     weights = sorted({p for pattern in _WEIGHT_PATTERNS for p in directory.glob(pattern)})
     if not weights:
         raise UserInputError(f"{directory}: no weights file ({', '.join(_WEIGHT_PATTERNS)})")
+    return directory / "config.json", weights
+
+
+def _model_signature(model_source: str) -> list[str]:
+    config, weights = model_files(model_source)
     return [hashlib.sha256(config.read_bytes()).hexdigest(), *(_file_signature(p) for p in weights)]
 
 

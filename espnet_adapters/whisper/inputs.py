@@ -234,8 +234,12 @@ def batch_inputs(
             raise ValueError("encoder_trim on features needs the model, to run its encoder")
         features = stack_features([feats for _, feats, _ in batch]).to(model.device, model.dtype)
         outputs = model.get_encoder()(input_features=features).last_hidden_state
-    seconds = [WINDOW_SECONDS if duration is None else float(duration) for duration in durations]
-    return {"encoder_outputs": trim_encoder_outputs(outputs, seconds, encoder_trim)}
+    return {"encoder_outputs": trim_encoder_outputs(outputs, batch_seconds(durations), encoder_trim)}
+
+
+def batch_seconds(durations: Sequence[float | None]) -> list[float]:
+    """The seconds of a batch's utterances that ``encoder_trim`` keeps frames for: an unknown one is the window."""
+    return [WINDOW_SECONDS if duration is None else float(duration) for duration in durations]
 
 
 # --------------------------------------------------------------------------- adapters and encoder_trim

@@ -143,6 +143,12 @@ def suppressed_mask(tokenizer: PreTrainedTokenizerBase, lang: str, vocab_size: i
     return _mask(tokenizer, scripts_of(lang), vocab_size)
 
 
+def script_suppressed_ids(tokenizer: PreTrainedTokenizerBase, lang: str) -> list[int]:
+    """The ids :func:`suppressed_mask` forbids to ``lang`` (over the tokenizer's vocabulary), for backends
+    that take a list (CTranslate2's ``suppress_tokens``)."""
+    return torch.nonzero(suppressed_mask(tokenizer, lang, len(tokenizer))).flatten().tolist()
+
+
 class ScriptLogitsProcessor(LogitsProcessor):
     """Forbids, in row i (all of its beams), the tokens of scripts other than ``languages[i]``'s."""
 

@@ -147,3 +147,35 @@ setup() {
   run multilingual_stage 9 "language ID"
   [ "$status" -eq 1 ] && [ -z "${output}" ]  # not selected: nothing to say
 }
+
+@test "decode_set with --decode_backend ct2: each model exported once, its export decoded from features" {
+  # shellcheck source=../../egs2/TEMPLATE/adapt1/whisper_stages.sh
+  . "${TEMPLATE}/whisper_stages.sh"
+  expdir="${D}/exp" model_tag=whisper_base whisper_model=whisper-base ct2_quantization=int8 num_threads=1
+  decode_lang=forced inference_tag=_ct2 decode_backend=ct2 use_encoder_cache=true
+  adapter="${D}/exp/whisper_base_lora_hi_r32/adapter"
+  mkdir -p "${adapter}" && echo '{}' > "${adapter}/adapter_config.json" && echo w > "${adapter}/adapter_model.safetensors"
+  fake_export() {  # ${train_cmd}: records the command, makes what export_adapter makes
+    local out=""
+    printf '%s|' "$@" >> "${D}/exports" && echo >> "${D}/exports"
+    while [ $# -gt 0 ]; do [ "$1" != --out_dir ] || out=$2; shift; done
+    mkdir -p "${out}/ct2_int8" && echo '{}' > "${out}/manifest.json"
+  }
+  train_cmd=fake_export
+  run_decode() { printf '%s|' "$@" "cache=${use_encoder_cache}" >> "${D}/decodes" && echo >> "${D}/decodes"; }
+  decode_set whisper_base hi_test
+  decode_set whisper_base_lora_hi_r32 hi_test "${adapter}"
+  decode_set whisper_base_lora_hi_r32 it_test "${adapter}"
+  [ "$(wc -l < "${D}/exports")" -eq 2 ]  # the base and the adapter, once each
+  grep -qF -- "--whisper_model|whisper-base|--out_dir|${D}/exp/whisper_base/export/base|--quantization|int8|" "${D}/exports"
+  grep -qF -- "--adapter_dir|${adapter}|--out_dir|${D}/exp/whisper_base/export/whisper_base_lora_hi_r32|" "${D}/exports"
+  mapfile -t decodes < "${D}/decodes"
+  [ "${#decodes[@]}" -eq 3 ]
+  [[ "${decodes[0]}" == "${D}/exp/whisper_base/decode_hi_test_ct2|hi_test|"*"|whisper_decode|--lang_mode|forced|--decode_backend|ct2|--ct2_dir|${D}/exp/whisper_base/export/base/ct2_int8|cache=false|" ]]
+  [[ "${decodes[2]}" == "${D}/exp/whisper_base_lora_hi_r32/decode_it_test_ct2|it_test|"*"|--ct2_dir|${D}/exp/whisper_base/export/whisper_base_lora_hi_r32/ct2_int8|cache=false|" ]]
+  [[ "${decodes[1]}" != *--adapter_dir* ]] && ${use_encoder_cache}  # the cache stays on for the other stages
+  # A retrained adapter is exported again.
+  echo w2 > "${adapter}/adapter_model.safetensors"
+  decode_set whisper_base_lora_hi_r32 hi_test "${adapter}"
+  [ "$(wc -l < "${D}/exports")" -eq 3 ]
+}

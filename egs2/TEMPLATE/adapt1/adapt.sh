@@ -18,7 +18,9 @@
 #   6  LoRA training, one adapter per language (and --lora_ranks rank), submitted as one
 #      job array of the cells not yet done -> exp/<model>_lora_<lang>_<tag>/adapter
 #   7  Decoding: the base model and each language's adapter on <lang>_<test_sets>, and
-#      (--cross_eval true) every adapter on every other language's test set
+#      (--cross_eval true) every adapter on every other language's test set; with
+#      --decode_backend ct2 (Whisper), by CTranslate2: the base and each adapter (merged) are
+#      exported once into exp/<model>/export/ and the decode dirs get _ct2
 #   8  Scoring: WER/CER (result.txt, scores.json per decode dir) and ${results}
 #   9  Language ID: a classifier on the frozen encoder's cached outputs (train sets, selected
 #      on dev), evaluated on dev and the pooled test sets with Whisper's own LID as baseline
@@ -101,7 +103,10 @@ max_new_tokens=""      # Overrides decode_config's flat cap on tokens per hypoth
 decode_lang=forced     # forced: language token from utt2lang; auto: Whisper detects the language.
 decode_base=true       # Stage 7 decodes the base model too (the rows adapters are compared with).
 cross_eval=true        # Stage 7 also decodes every adapter on every other language (forgetting check).
-inference_tag=""       # Suffix of decode dirs; default: _<decode_config name> unless default.yaml, _beamN, _langauto.
+decode_backend=hf      # Stage 7 Whisper decoder: hf (transformers + peft) or ct2 (CTranslate2 on exports).
+ct2_quantization=int8  # decode_backend=ct2: weight type of the exports (int8 float32 float16 int8_float32 ...).
+inference_tag=""       # Suffix of decode dirs; default: _<decode_config name> unless default.yaml, _beamN, _langauto,
+                       # _ct2 (_ct2_<quantization> unless int8).
 results=RESULTS.md     # Results table rewritten by stage 8.
 # Language ID and routing (stages 9-11: recipes with two or more --langs)
 lid_config=conf/lid/mlp_mean.yaml  # Stage 9: LID model (pooling, classifier) and its training.
@@ -155,10 +160,16 @@ if [ ! -f "${decode_config}" ]; then
     log "Error: --decode_config ${decode_config} not found"
     exit 1
 fi
+if [ "${decode_backend}" != hf ] && [ "${decode_backend}" != ct2 ]; then
+    log "Error: --decode_backend ${decode_backend}: hf or ct2"
+    exit 2
+fi
 if [ -z "${inference_tag}" ]; then
     [ "$(basename "${decode_config}")" = default.yaml ] || inference_tag+="_$(basename "${decode_config}" .yaml)"
     [ "${beam_size:-1}" -gt 1 ] && inference_tag+="_beam${beam_size}"
     [ "${decode_lang}" = auto ] && inference_tag+="_langauto"
+    [ "${decode_backend}" != ct2 ] || inference_tag+="_ct2"
+    [ "${decode_backend}" != ct2 ] || [ "${ct2_quantization}" = int8 ] || inference_tag+="_${ct2_quantization}"
 fi
 train_split=train
 [ -z "${speed_perturb_factors}" ] || train_split=train_sp

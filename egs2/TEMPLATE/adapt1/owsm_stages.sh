@@ -37,6 +37,10 @@ family_init() {
         log "Error: --num_nodes ${num_nodes} with --model_family owsm: multi-node training is wired for Whisper only (OWSM: --ngpu N on one node)"
         exit 2
     fi
+    if [ "${decode_backend}" != hf ]; then
+        log "Error: --decode_backend ${decode_backend} with --model_family owsm: CTranslate2 decoding is Whisper's only"
+        exit 2
+    fi
 }
 
 stage4() {

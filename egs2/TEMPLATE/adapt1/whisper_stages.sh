@@ -10,7 +10,8 @@
 #   cell_signature  stage 6: sets sig, the inputs and options of one (language, adapter) cell
 #   train_cell      stage 6: writes one cell's script (espnet_adapters.bin.train_lora)
 #   cell_finished   stage 6: whether a cell's job finished; logs its summary
-#   decode_set      stage 7: one decode dir (whisper_decode)
+#   decode_set      stage 7: one decode dir (whisper_decode; --decode_backend ct2: of an export,
+#                   export_ct2)
 #   stage9-stage12  LID, routing, code-switching, their report (two or more --langs)
 
 # lora_field KEY: KEY of --lora_config (empty when the file does not set it).
@@ -140,11 +141,40 @@ run_decode() {
         --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
 }
 
+# export_ct2 [ADAPTER_DIR]: sets ct2_dir, the CTranslate2 model (--ct2_quantization) of the base
+# model, or of ADAPTER_DIR merged into it, exported once into ${expdir}/${model_tag}/export/<name>
+# (base, or the adapter's experiment dir name) by export_adapter.
+export_ct2() {
+    local adapter=${1:-} name=base out sig
+    local opts=()
+    if [ -n "${adapter}" ]; then
+        name=$(basename "$(dirname "${adapter}")")
+        opts=(--adapter_dir "${adapter}")
+    fi
+    out=${expdir}/${model_tag}/export/${name}
+    ct2_dir=${out}/ct2_${ct2_quantization}
+    sig="model=${whisper_model} quantization=${ct2_quantization}"
+    [ -z "${adapter}" ] || sig+=" adapter=$(checksum "${adapter}/adapter_config.json" "${adapter}/adapter_model.safetensors")"
+    is_done "${ct2_dir}" "${sig}" && return 0
+    log "  export ${name} (${ct2_quantization}) -> ${ct2_dir}"
+    ${train_cmd} "${expdir}/${model_tag}/export/log/${name}_${ct2_quantization}.log" \
+        python3 -m espnet_adapters.bin.export_adapter --whisper_model "${whisper_model}" "${opts[@]}" \
+            --out_dir "${out}" --quantization "${ct2_quantization}" --num_threads "${num_threads}"
+    mark_done "${ct2_dir}" "${sig}"
+}
+
 # decode_set MODEL_DIR_TAG DATA_SET [ADAPTER_DIR]: stage 7, the base model or one adapter on one set.
+# --decode_backend ct2: the export of the model (export_ct2), decoded by CTranslate2 from the features.
 decode_set() {
     local tag=$1 set_name=$2 adapter=${3:-}
     local opts=(--lang_mode "${decode_lang}") sig="lang=${decode_lang}"
-    if [ -n "${adapter}" ]; then
+    if [ "${decode_backend}" = ct2 ]; then
+        # run_decode reads no encoder cache: the cached outputs are transformers', CTranslate2 encodes itself.
+        local use_encoder_cache=false
+        export_ct2 "${adapter}"
+        opts+=(--decode_backend ct2 --ct2_dir "${ct2_dir}")
+        sig+=" backend=ct2 export=$(checksum "$(dirname "${ct2_dir}")/manifest.json")"
+    elif [ -n "${adapter}" ]; then
         opts+=(--adapter_dir "${adapter}")
         sig+=" adapter=$(checksum "${adapter}/adapter_model.safetensors")"
     fi
