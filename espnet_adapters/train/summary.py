@@ -143,6 +143,9 @@ def plot_scaling(runs: Sequence[RunSummary], path: Path) -> None:
             if bases:
                 ax.axhline(bases[0], color=line.get_color(), ls=":", lw=0.8)
         ax.set_xscale("log", base=2)
+        sizes = sorted({utts for values in points.values() for utts, _ in values})
+        ax.set_xticks(sizes, [str(size) for size in sizes])
+        ax.minorticks_off()
         ax.set_xlabel("training utterances")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
