@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -95,11 +96,11 @@ def _decode_argv(args: argparse.Namespace, work: Path, key: str) -> list[str]:
 
 
 def worker_decode(args: argparse.Namespace, work: Path, key: str) -> dict:
-    """(a)-(d): whisper_decode in this process; its stats.json's timing and its hyps."""
-    from espnet_adapters.bin import whisper_decode
+    """(a)-(d): the whisper_decode command (a child of this worker); its stats.json's timing and its hyps."""
     from espnet_adapters.data.kaldi import read_map
 
-    if whisper_decode.main(_decode_argv(args, work, key)) != 0:
+    command = [sys.executable, "-m", "espnet_adapters.bin.whisper_decode", *_decode_argv(args, work, key)]
+    if subprocess.run(command, check=False).returncode != 0:
         raise SystemExit(f"whisper_decode failed for ({key})")
     out = work / "decode" / key
     stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
@@ -134,7 +135,9 @@ def run_worker(args: argparse.Namespace) -> None:
     """Run one variant and write its result (with peak RSS and load) into the work dir."""
     work, key = args.work_dir, args.worker
     result = worker_faster_whisper(args, work) if key == "e" else worker_decode(args, work, key)
-    result["peak_rss_mb"] = _peak_rss_mb()
+    # (a)-(d) decode in a child (the whisper_decode command): its peak; (e) in this process
+    result["peak_rss_mb"] = (_peak_rss_mb() if key == "e"
+                             else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     result["load_1min"] = os.getloadavg()[0]
     (work / f"result.{key}.json").write_text(json.dumps(result), encoding="utf-8")
 
