@@ -43,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from train_throughput import _cpu_model, _dirs, _peak_rss_mb, _prepare_data, _version
+from train_throughput import _cpu_model, _dirs, _peak_rss_mb, _prepare_data, _version, forwarded_args, worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA_DEC = ROOT / "conf/lora/r32_qv_dec.yaml"
@@ -261,14 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--utts, --batch_size and --num_threads must be >= 1")
     work = (args.work_dir or Path(tempfile.mkdtemp(prefix="decode_speed."))).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    threads = str(args.num_threads)
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
-    passed = list(sys.argv[1:] if argv is None else argv)
-    if "--work_dir" in passed:
-        del passed[passed.index("--work_dir") : passed.index("--work_dir") + 2]
-    passed = [a for a in passed if not a.startswith("--work_dir=")]
+    env = worker_env(args.num_threads)
+    passed = forwarded_args(argv)
     start_load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     try:
         _prepare_data(args, work, env)

@@ -82,6 +82,22 @@ def get_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- worker side
 
 
+def worker_env(num_threads: int) -> dict[str, str]:
+    """The environment of a benchmark's worker processes: fixed thread counts, the repo importable, offline."""
+    threads = str(num_threads)
+    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
+
+
+def forwarded_args(argv: list[str] | None) -> list[str]:
+    """The command line the workers re-parse, without --work_dir (_spawn adds its own)."""
+    passed = list(sys.argv[1:] if argv is None else argv)
+    if "--work_dir" in passed:
+        del passed[passed.index("--work_dir") : passed.index("--work_dir") + 2]
+    return [a for a in passed if not a.startswith("--work_dir=")]
+
+
 def _peak_rss_mb() -> float:
     """This process's peak resident set (VmHWM), in MB."""
     try:
@@ -362,15 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batch_size, --steps, --utts, --epochs, --num_threads must be >= 1, --warmup >= 0")
     work = (args.work_dir or Path(tempfile.mkdtemp(prefix="train_throughput."))).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    threads = str(args.num_threads)
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
+    env = worker_env(args.num_threads)
     # The workers re-parse the same options (_spawn adds --work_dir and --worker).
-    passed = list(sys.argv[1:] if argv is None else argv)
-    if "--work_dir" in passed:
-        del passed[passed.index("--work_dir") : passed.index("--work_dir") + 2]
-    passed = [a for a in passed if not a.startswith("--work_dir=")]
+    passed = forwarded_args(argv)
     start_load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     try:
         _prepare_data(args, work, env)

@@ -103,7 +103,7 @@ import yaml
 from transformers import LogitsProcessor, PreTrainedTokenizerBase, WhisperForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
-from espnet_adapters.utils.cli import UserInputError
+from espnet_adapters.utils.cli import UserInputError, str2bool
 from espnet_adapters.utils.config import YamlConfig, load_yaml_config
 from espnet_adapters.whisper.script import ScriptLogitsProcessor
 
@@ -212,16 +212,6 @@ def _seconds_or_none(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected seconds or none, got {text!r}") from None
 
 
-def _yes_no(text: str) -> bool:
-    """``--script_constraint``: true/false (also yes/no, 1/0)."""
-    value = text.lower()
-    if value in ("true", "yes", "1"):
-        return True
-    if value in ("false", "no", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def add_search_arguments(
     parser: argparse.ArgumentParser, *, seed_flag: str = "--seed", skip: Sequence[str] = ()
 ) -> None:
@@ -259,7 +249,7 @@ def add_search_arguments(
                          "is kept."),
         "no_repeat_ngram_size": ({"type": int}, "Forbid repeating any n-gram of this size; 0 = off."),
         "seed": ({"type": int, "metavar": "SEED"}, "Seed of the fallback's sampling."),
-        "script_constraint": ({"type": _yes_no, "metavar": "true|false"},
+        "script_constraint": ({"type": str2bool, "metavar": "true|false"},
                               "Forbid tokens that spell letters of another script than the language's "
                               "(espnet_adapters/whisper/script.py)."),
         "encoder_trim": ({"type": _seconds_or_none, "metavar": "SECONDS"},
