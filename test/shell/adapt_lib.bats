@@ -74,6 +74,18 @@ setup() {
   [ "$(grep -c "stage [13] " "${D}/report")" -eq 2 ]
 }
 
+@test "on_exit: a run that dies silently under set -e says its exit code and stage" {
+  printf '%s\n' 'set -euo pipefail' '. "$1"' "trap 'on_exit \$?' EXIT" 'expdir=$2 stage=1 stop_stage=9 skip_stages=""' \
+    'run_stage 4' 'false' > "${D}/adapt.sh"
+  run bash "${D}/adapt.sh" "${TEMPLATE}/lib.sh" "${D}/exp"
+  [ "$status" -eq 1 ]
+  [[ "${lines[-1]}" == *"Error: ended with exit code 1 in stage 4 "* ]]
+  [ "$(tail -n 1 "${D}/exp/log/timing.tsv" | cut -f2,4)" = "$(printf '4\tfailed')" ]
+  printf '%s\n' 'set -euo pipefail' '. "$1"' "trap 'on_exit \$?' EXIT" 'expdir=$2' 'echo fine' > "${D}/ok.sh"
+  run bash "${D}/ok.sh" "${TEMPLATE}/lib.sh" "${D}/exp"
+  [ "$status" -eq 0 ] && [ "${output}" = fine ]
+}
+
 @test ".done markers: up to date only with the same signature" {
   run is_done "${D}" "sig a"
   [ "$status" -eq 1 ]
@@ -134,6 +146,23 @@ setup() {
   adapter_tag=mine
   read -r tag rank config < <(adapter_variants)
   [ "${tag}" = mine_r8 ] && [ "${rank}" = 8 ] && [ "${config}" = "${D}/exp/conf/lora/mine_r8.yaml" ]
+}
+
+@test "family_init under pipefail: the first of many adapter variants, no SIGPIPE death" {
+  # With head in the pipe, the writer of the later variants died of SIGPIPE and, under
+  # set -euo pipefail, adapt.sh ended without a word (CI: two --lora_ranks, a loaded machine).
+  printf 'where: decoder\n' > "${D}/r32_qv_dec.yaml"
+  cat > "${D}/init.sh" <<'SH'
+set -euo pipefail
+. "$1"; . "$2"
+expdir=$3/exp dumpdir=$3/dump adapter_tag=r32_qv_dec lora_config=$3/r32_qv_dec.yaml
+lora_ranks=$(seq -s ' ' 1 20000) whisper_model=tools/models/whisper-base test_sets=test lid_config=conf/lid/mlp.yaml
+family_init
+echo "route_tag=${route_tag} cache=${use_encoder_cache}"
+SH
+  PATH="${REPO}/tools/venv/bin:${PATH}" run bash "${D}/init.sh" "${TEMPLATE}/lib.sh" "${TEMPLATE}/whisper_stages.sh" "${D}"
+  [ "$status" -eq 0 ]
+  [ "${lines[-1]}" = "route_tag=r1_qv_dec cache=true" ]
 }
 
 @test "multilingual_stage: a stage that compares languages says why it is skipped with one" {

@@ -99,7 +99,7 @@ ctld_port=${SLURMCTLD_PORT:-${p1}}
 slurmd_port=${SLURMD_PORT:-${p2}}
 
 # Hardware as slurmd sees it; RealMemory must not exceed what the node reports.
-hw=$(slurmd -C | head -n 1)
+hw=$(slurmd -C | awk 'NR == 1')
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< "${hw}"; }
 cpus=$(field CPUs); sockets=$(field SocketsPerBoard); cores=$(field CoresPerSocket)
 threads=$(field ThreadsPerCore); mem=$(field RealMemory)
@@ -189,7 +189,7 @@ t0=${SECONDS}
 deadline=$((SECONDS + timeout))
 node_state=""
 while :; do
-    node_state=$(sinfo -h -N -o %T 2>/dev/null | head -n 1) || true
+    node_state=$(sinfo -h -N -o %T 2>/dev/null | awk 'NR == 1') || true
     [ "${node_state}" = idle ] && break
     if [ ${SECONDS} -ge ${deadline} ]; then
         fail "the node did not become idle within ${timeout} s (sinfo state: '${node_state:-no answer}')"

@@ -31,10 +31,10 @@ pid_of() {  # pid_of PIDFILE: prints the pid if that process is alive and not a 
 # Cancel the jobs of this cluster while its controller still answers; give them KillWait.
 if pid_of "${state}/run/slurmctld.pid" >/dev/null && [ -f "${state}/slurm.conf" ]; then
     export SLURM_CONF=${state}/slurm.conf
-    if [ -n "$(squeue -h -o %i 2>/dev/null | head -n 1)" ]; then
+    if [ -n "$(squeue -h -o %i 2>/dev/null | awk 'NR == 1')" ]; then
         scancel --user="$(id -un)" 2>/dev/null || true
         for _ in $(seq 50); do
-            [ -z "$(squeue -h -t PENDING,RUNNING,COMPLETING,CONFIGURING,SUSPENDED -o %i 2>/dev/null | head -n 1)" ] && break
+            [ -z "$(squeue -h -t PENDING,RUNNING,COMPLETING,CONFIGURING,SUSPENDED -o %i 2>/dev/null | awk 'NR == 1')" ] && break
             sleep 0.2
         done
     fi

@@ -46,7 +46,7 @@ set -euo pipefail
 template_dir=$(dirname "$(readlink -f "$0")")
 # shellcheck source=lib.sh
 . "${template_dir}/lib.sh"
-trap 'status=$?; [ "${status}" -eq 0 ] || stage_clock_close failed' EXIT  # timing.tsv: the stage that failed
+trap 'on_exit $?' EXIT  # a failed run says so (and timing.tsv marks the stage)
 SECONDS=0
 run_args=$(printf '%q ' "$0" "$@")
 orig_args=("$@")
@@ -248,7 +248,7 @@ if run_stage 3; then
             python3 -m espnet_adapters.bin.combine_formatted --in_dir "${src}" --out_dir "${out}" \
                 --job_dirs "${jobs[@]}" --min_dur "${min_dur}" --max_dur "${max_dur}"
         mark_done "${out}" "${sig}"
-        log "  ${set_name}: $(grep -o 'kept .*' "${logdir}/combine.log" | head -n 1)"
+        log "  ${set_name}: $(grep -o -m 1 'kept .*' "${logdir}/combine.log")"
     done
 fi
 

@@ -49,6 +49,15 @@ stage_clock_close() {
     printf '%s\t%s\t%s\t%s\n' "${run_started}" "${clock_stage}" "$((SECONDS - clock_start))" "$1" >> "${table}"
     clock_stage=""
 }
+# on_exit STATUS (adapt.sh's EXIT trap): a run that ends with a non-zero status says so, with
+# the stage it was in, even when the failing command said nothing (set -e); timing.tsv marks
+# that stage failed.
+on_exit() {
+    [ "$1" -ne 0 ] || return 0
+    local where=${clock_stage:+ in stage ${clock_stage}}
+    stage_clock_close failed
+    log_depth=2 log "Error: ended with exit code $1${where} (the last lines above, and the logs they name, say why)" >&2
+}
 # timing_report: close the last stage and log this run's wall time per stage.
 timing_report() {
     stage_clock_close ok

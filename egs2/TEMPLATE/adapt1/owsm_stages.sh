@@ -98,7 +98,7 @@ stage5() {
     # Feature statistics for global_mvn, as ESPnet's s2t.sh collects them: collect_stats over
     # key shards (${nj} jobs), then aggregate_stats_dirs.
     stats_nj=$(printf '%s\n' "${nj}" "$(wc -l < "${tiny}/data/train/keys")" "$(wc -l < "${tiny}/data/dev/keys")" \
-        | sort -n | head -n 1)
+        | sort -n | awk 'NR == 1')
     rm -rf "${tiny}/stats_logdir" && mkdir -p "${tiny}/stats_logdir"
     for split in train dev; do
         keys=()
@@ -123,7 +123,7 @@ stage5() {
     ${train_cmd} "${tiny}/log/pack.log" python3 -m espnet_adapters.bin.owsm_pack \
         --exp_dir "${tiny}/train" --model_file valid.acc.ave.pth --out "${tiny}/owsm_tiny.zip"
     mark_done "${tiny}" "${sig}"
-    log "  ${tiny}/owsm_tiny.zip: $(grep -o 'Total Number of model parameters: [^ ]* [A-Z]*' "${tiny}/log/train.log" | head -n 1)"
+    log "  ${tiny}/owsm_tiny.zip: $(grep -o -m 1 'Total Number of model parameters: [^ ]* [A-Z]*' "${tiny}/log/train.log")"
 }
 
 # owsm_base: sets owsm_pack (what --owsm_model resolves to) and owsm_base_file (its weights).

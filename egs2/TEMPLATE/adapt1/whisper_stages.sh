@@ -26,7 +26,9 @@ family_init() {
     [ "${lora_where}" != decoder ] || use_encoder_cache=true
     # Stages 9-12: LID reads the base encoder's cached outputs (stage 5); routing uses the
     # first adapter variant and the first test set.
-    route_tag=$(adapter_variants | head -n 1 | cut -d' ' -f1)
+    # awk, not head: head would close the pipe early and, under pipefail, the SIGPIPE of the
+    # writer would end the script without a word (seen in CI with two --lora_ranks).
+    route_tag=$(adapter_variants | awk 'NR == 1 { print $1 }')
     route_test=${test_sets%% *}
     lid_exp=${expdir}/${model_tag}_lid_$(basename "${lid_config}" .yaml)
     route_exp=${expdir}/${model_tag}_routing_${route_tag}
