@@ -8,6 +8,8 @@ Writes into ``--out_dir`` (a cache directory shared by all jobs):
                            one, and a different one already there is an error (a stale
                            cache: delete the directory)
 
+With ``--encoder_top N`` (an adapter on the top N encoder layers) the states
+below those layers are stored instead of the outputs.
 The recipe runs this as ``run.pl JOB=1:N ... --shard JOB``, every job with the
 whole set's ``--feats_scp`` and its own ``--keys``.  Only the encoder runs,
 under ``torch.inference_mode``; decoder-only LoRA training and decoding then
@@ -26,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from espnet_adapters.data.kaldi import read_map
-from espnet_adapters.utils.cli import make_parser, run_main
+from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
 from espnet_adapters.whisper.encoder_cache import (
     claim_cache_dir, encode_batches, encoder_fingerprint, shard_path, write_shard,
 )
@@ -45,6 +47,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out_dir", type=Path, required=True, help="The cache directory.")
     parser.add_argument("--shard", type=int, required=True, help="Job number: writes shard.<JOB>.safetensors.")
     parser.add_argument("--batch_size", type=int, default=8, help="Utterances per encoder call.")
+    parser.add_argument(
+        "--encoder_top", type=int, default=0,
+        help="0: the encoder's outputs; N: the hidden states below the top N layers (encoder_top of conf/lora).",
+    )
     parser.add_argument("--ngpu", type=int, default=0, help="0 runs on the CPU, 1 on a CUDA device.")
     parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads of this job.")
     return parser
@@ -53,14 +59,19 @@ def get_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     """Fingerprint, claim the cache dir, encode, write the shard."""
     torch.set_num_threads(args.num_threads)
-    fingerprint = encoder_fingerprint(args.whisper_model, args.feats_scp)
-    claim_cache_dir(args.out_dir, fingerprint, args.whisper_model)
     keys = job_keys(args.keys, read_map(args.feats_scp), args.feats_scp)
     model, _ = load_whisper(args.whisper_model, pick_device(args.ngpu))
+    layers = model.config.encoder_layers
+    if not 0 <= args.encoder_top <= layers:
+        raise UserInputError(f"--encoder_top {args.encoder_top}: the encoder has {layers} layers")
+    cut_layer = layers - args.encoder_top if args.encoder_top else None
+    fingerprint = encoder_fingerprint(args.whisper_model, args.feats_scp, cut_layer)
+    claim_cache_dir(args.out_dir, fingerprint, args.whisper_model, cut_layer)
     shape = (model.config.max_source_positions, model.config.d_model)
     start = time.perf_counter()
     with tqdm(total=len(keys), desc=f"encode {args.feats_scp.parent.name}", mininterval=10) as progress:
-        outputs = encode_batches(model.get_encoder(), iter_feats_scp(args.feats_scp, keys), args.batch_size, progress)
+        outputs = encode_batches(model.get_encoder(), iter_feats_scp(args.feats_scp, keys), args.batch_size, progress,
+                                 cut_layer)
         write_shard(shard_path(args.out_dir, args.shard), outputs, keys, shape, fingerprint)
     wall = time.perf_counter() - start
     logger.info(

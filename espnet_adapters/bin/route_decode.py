@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> None:
     check_route_options(args.strategy, args.posteriors, args.tau, args.top_k, list(adapters))
     lang_mode = "auto" if args.strategy == "base" else "forced"  # forced: batches grouped by batch_key
     opts = decode_options(args, lang_mode)
-    check_adapter_encoder_trim(list(adapters.values()), opts.encoder_trim)
+    cut_layer = check_adapter_encoder_trim(list(adapters.values()), opts.encoder_trim)
     model, processor = load_routed_whisper(args.whisper_model, pick_device(args.ngpu), adapters)
     languages = adapter_languages(model)
     unknown = [lang for lang in languages if f"<|{lang}|>" not in model.generation_config.lang_to_id]
@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     items = [(utt, payloads[utt], keys[utt]) for utt in utts]
     counts = safeguard_stats()
-    hyps = decode_routed(model, processor, items, cache, weights, routed_lang, opts, loaded.durations, counts)
+    hyps = decode_routed(model, processor, items, cache, weights, routed_lang, opts, loaded.durations, counts,
+                         cut_layer)
     wall = time.perf_counter() - start
     stats = {
         "utterances": len(hyps),

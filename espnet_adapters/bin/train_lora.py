@@ -67,7 +67,9 @@ from espnet_adapters.train.distributed import Dist, distributed_session, launche
 from espnet_adapters.train.trainer import TrainConfig, Trainer, prepare_out_dir, seed_everything
 from espnet_adapters.utils.cli import LOG_FORMAT, UserInputError, make_parser, run_main
 from espnet_adapters.whisper.decode import DecodeOptions, add_search_arguments, decode_options
-from espnet_adapters.whisper.lora import LoraSpec, apply_lora, count_parameters, target_regex, touches_encoder
+from espnet_adapters.whisper.lora import (
+    LoraSpec, apply_lora, count_parameters, encoder_cut_layer, target_regex, touches_encoder,
+)
 from espnet_adapters.whisper.model import load_whisper, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -83,7 +85,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train_feats", type=Path, required=True, help="feats.scp of the training set.")
     parser.add_argument(
         "--train_encoder_cache", type=Path, default=None,
-        help="Encoder-output cache of the training set (decoder-only adapters); default: run the encoder.",
+        help="Encoder-output cache of the training set (decoder-only adapters; with encoder_top N, of the states "
+             "below the top N layers: cache_encoder --encoder_top N); default: run the encoder.",
     )
     parser.add_argument("--dev_dir", type=Path, required=True, help="Kaldi dir of the dev set (loss, WER).")
     parser.add_argument("--dev_feats", type=Path, required=True, help="feats.scp of the dev set.")
@@ -117,9 +120,12 @@ def _add_log_file(path: Path) -> None:
 
 
 def _check_options(args: argparse.Namespace, spec: LoraSpec) -> None:
-    """Refuse an encoder cache for an adapter that changes the encoder, before loading anything."""
+    """Refuse an encoder cache for an adapter that changes the encoder, before loading anything.
+
+    An ``encoder_top`` adapter takes a cache of the states below its top layers.
+    """
     caches = [flag for flag in ("train_encoder_cache", "dev_encoder_cache") if getattr(args, flag) is not None]
-    if caches and touches_encoder(spec):
+    if caches and touches_encoder(spec) and not spec.encoder_top:
         raise UserInputError(
             f"{spec.source}: this adapter changes the encoder (where: {spec.where}), so its outputs cannot come "
             f"from --{caches[0]}; drop the cache options or use a decoder-only preset"
@@ -218,13 +224,15 @@ def train(args: argparse.Namespace, dist: Dist, device: torch.device) -> None:
         load_dataset, lang=args.lang, tokenizer=processor.tokenizer,
         max_target_positions=model.config.max_target_positions, model_source=args.whisper_model,
     )
-    train_set = load(args.train_dir, feats_scp=args.train_feats, encoder_cache=args.train_encoder_cache)
-    dev_set = load(args.dev_dir, feats_scp=args.dev_feats, encoder_cache=args.dev_encoder_cache)
+    cut_layer = encoder_cut_layer(spec, model.config.encoder_layers)
+    train_set = load(args.train_dir, feats_scp=args.train_feats, encoder_cache=args.train_encoder_cache,
+                     cut_layer=cut_layer)
+    dev_set = load(args.dev_dir, feats_scp=args.dev_feats, encoder_cache=args.dev_encoder_cache, cut_layer=cut_layer)
     meta = {
         "base_model": source,
         "lang": args.lang,
         **spec.as_dict(),
-        "target_regex": target_regex(spec),
+        "target_regex": target_regex(spec, model.config.encoder_layers),
         "trainable_params": trainable,
         "total_params": total,
         "lora_config": str(args.lora_config),
@@ -234,12 +242,14 @@ def train(args: argparse.Namespace, dist: Dist, device: torch.device) -> None:
         "seed": args.seed,
         # decoders refuse this adapter with another encoder_trim (it saw other encoder frames)
         "encoder_trim": decode_opts.encoder_trim,
+        # and decode it with the frames cut before this encoder layer (encoder_top; None: after the encoder)
+        "encoder_cut_layer": cut_layer,
         "decode_config": None if args.decode_config is None else str(args.decode_config),
         "dev_decode": decode_opts.as_dict(),
     }
     trainer = Trainer(model, processor.tokenizer, train_set, dev_set, cfg, args.out_dir, lang=args.lang,
                       device=device, seed=args.seed, signature=signature, meta=meta, decode_opts=decode_opts,
-                      dist=dist)
+                      dist=dist, cut_layer=cut_layer)
     state = trainer.run()
     logger.info("done: %d steps, best dev WER %.2f%% at step %d -> %s", state.step, state.best_wer,
                 state.best_step, args.out_dir / "adapter")

@@ -148,7 +148,10 @@ def run(args: argparse.Namespace) -> None:
                                compute_type=args.ct2_compute_type)
         adapter_dirs = [] if ct2.export.adapter_copy is None else [ct2.export.adapter_copy]
         processor = ct2.processor
-    check_adapter_encoder_trim(adapter_dirs, opts.encoder_trim)
+    cut_layer = check_adapter_encoder_trim(adapter_dirs, opts.encoder_trim)
+    if ct2 is not None and cut_layer is not None and opts.encoder_trim is not None:
+        raise UserInputError(f"{adapter_dirs[0]}: the adapter cuts the encoder frames before layer {cut_layer}, "
+                             "which CTranslate2 cannot; decode it with --decode_backend hf")
     if ct2 is None:
         model, processor = load_whisper(args.whisper_model, pick_device(args.ngpu), args.adapter_dir,
                                         args.merge_adapter)
@@ -172,7 +175,8 @@ def run(args: argparse.Namespace) -> None:
                 texts, languages = ct2_decode_batch(ct2, features, languages=forced, opts=opts, durations=durations,
                                                     stats=counts)
             else:
-                inputs = batch_inputs(batch, cache, model=model, durations=durations, encoder_trim=opts.encoder_trim)
+                inputs = batch_inputs(batch, cache, model=model, durations=durations, encoder_trim=opts.encoder_trim,
+                                      cut_layer=cut_layer)
                 languages = forced if forced is not None else detect_languages(model, **inputs)
                 texts = decode_features(model, processor.tokenizer, **inputs, languages=languages, opts=opts,
                                         durations=durations, stats=counts)

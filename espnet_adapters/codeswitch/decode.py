@@ -161,12 +161,12 @@ def analyse(
 
 def decode_pieces(
     model: PeftModel, processor: WhisperProcessor, pieces: Sequence[Piece], opts: DecodeOptions,
-    stats: dict[str, int] | None = None,
+    stats: dict[str, int] | None = None, cut_layer: int | None = None,
 ) -> dict[str, tuple[str, str]]:
     """key -> (decoded language, text): each piece with its language's adapter alone, or none (lang None).
 
     A piece's token cap comes from its span's duration; ``stats`` counts the
-    safeguards (decode_features).
+    safeguards (decode_features); ``cut_layer``: the adapters' encoder cut layer.
     """
     languages = adapter_languages(model)
     weights, routed = {}, {}
@@ -177,7 +177,7 @@ def decode_pieces(
         weights[piece.key], routed[piece.key] = row, piece.span.lang
     items = [(piece.key, piece.feats, batch_key(weights[piece.key], languages)) for piece in pieces]
     durations = {piece.key: piece.span.end - piece.span.start for piece in pieces}
-    hyps = decode_routed(model, processor, items, None, weights, routed, opts, durations, stats)
+    hyps = decode_routed(model, processor, items, None, weights, routed, opts, durations, stats, cut_layer)
     return {hyp.utt_id: (hyp.lang, hyp.text) for hyp in hyps}
 
 
@@ -257,7 +257,7 @@ def decode_codeswitch(
     ``adapters`` maps each LID label to its adapter dir; ``whisper_model`` None
     is lid.json's base model; ``num_threads`` is only recorded in stats.json.
     """
-    check_adapter_encoder_trim(list(adapters.values()), options.encoder_trim)
+    cut_layer = check_adapter_encoder_trim(list(adapters.values()), options.encoder_trim)
     lid = load_lid(lid_dir, expected_labels=list(adapters))
     whisper_model = lid_base_model(lid_dir, lid, whisper_model)
     device = pick_device(ngpu)
@@ -275,7 +275,7 @@ def decode_codeswitch(
         opts = dataclasses.replace(options, lang_mode="auto" if system == "base" else "forced")
         start = time.perf_counter()
         counts = safeguard_stats()
-        decoded[system] = decode_pieces(model, processor, analysis.pieces[system], opts, counts)
+        decoded[system] = decode_pieces(model, processor, analysis.pieces[system], opts, counts, cut_layer=cut_layer)
         per_system[system] = system_stats(analysis.pieces[system], time.perf_counter() - start,
                                           len(wav_scp), analysis.audio_seconds) | counts
         logger.info("%s: %d pieces in %.1f s", system, len(analysis.pieces[system]),

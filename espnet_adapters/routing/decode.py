@@ -156,6 +156,7 @@ def decode_routed(
     model: PeftModel, processor: WhisperProcessor, items: list[tuple[str, np.ndarray | None, str]],
     cache: EncoderCache | None, weights: dict[str, torch.Tensor], routed: dict[str, str | None], opts: DecodeOptions,
     durations: Mapping[str, float] | None = None, stats: MutableMapping[str, int] | None = None,
+    cut_layer: int | None = None,
 ) -> list[Hypothesis]:
     """Decode every batch under its routing weights, in the routed language (Whisper's detection where none).
 
@@ -163,7 +164,8 @@ def decode_routed(
     the whole encoder window) sort the items within their batch key, set the
     token caps and, with ``opts.encoder_trim``, the encoder frames the decoder
     sees (the encoder runs under the batch's routing weights, then is cut);
-    ``stats`` counts the safeguards (decode_features).
+    ``stats`` counts the safeguards (decode_features); ``cut_layer``: the
+    adapters' encoder cut layer (``check_adapter_encoder_trim``).
     """
     durations = durations or {}
     hyps: list[Hypothesis] = []
@@ -173,7 +175,8 @@ def decode_routed(
             seconds = [durations.get(utt) for utt in utts]
             rows = torch.stack([weights[utt] for utt in utts])
             with RoutingWeights(model, rows):
-                inputs = batch_inputs(batch, cache, model=model, durations=seconds, encoder_trim=opts.encoder_trim)
+                inputs = batch_inputs(batch, cache, model=model, durations=seconds, encoder_trim=opts.encoder_trim,
+                                      cut_layer=cut_layer)
                 languages = [routed[utt] for utt in utts]
                 if None in languages:
                     detected = detect_languages(model, **inputs)

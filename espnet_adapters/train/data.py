@@ -123,9 +123,11 @@ class FeatureSource:
 class CacheSource:
     """Encoder outputs computed once by the recipe; only for adapters that leave the encoder alone."""
 
-    def __init__(self, cache_dir: Path, model_source: str, feats_scp: Path) -> None:
+    def __init__(self, cache_dir: Path, model_source: str, feats_scp: Path, cut_layer: int | None = None) -> None:
         self.path = cache_dir
-        self._cache = EncoderCache(cache_dir, expected_fingerprint=encoder_fingerprint(model_source, feats_scp))
+        self.cut_layer = cut_layer  # None: the encoder's outputs; L: the states below layer L (encoder_top)
+        expected = encoder_fingerprint(model_source, feats_scp, cut_layer)
+        self._cache = EncoderCache(cache_dir, expected_fingerprint=expected, cut_layer=cut_layer)
 
     def keys_missing(self, utts: Sequence[str]) -> list[str]:
         return [utt for utt in utts if utt not in self._cache]
@@ -176,13 +178,15 @@ def load_dataset(
     feats_scp: Path,
     encoder_cache: Path | None = None,
     model_source: str = "",
+    cut_layer: int | None = None,
 ) -> AsrDataset:
     """Read ``text`` and ``utt2lang`` of ``data_dir`` and check every utterance has acoustics.
 
     Raises :class:`UserInputError` naming the file (and line) for: an empty set,
     an utterance of another language than ``lang``, a label longer than the
     decoder's positions, an utterance missing from ``feats.scp`` or the cache,
-    and a ``feats.scp`` entry whose ark file does not exist.
+    and a ``feats.scp`` entry whose ark file does not exist.  ``cut_layer``:
+    the cache holds the states below that encoder layer (``encoder_top``).
     """
     text_path, lang_path = data_dir / "text", data_dir / "utt2lang"
     texts = read_map_lines(text_path)
@@ -201,7 +205,7 @@ def load_dataset(
         absent = [utt for utt in texts if utt not in source.keys()]
         where = str(feats_scp)
     else:
-        source = CacheSource(encoder_cache, model_source, feats_scp)
+        source = CacheSource(encoder_cache, model_source, feats_scp, cut_layer)
         absent = source.keys_missing(list(texts))
         where = f"encoder cache {encoder_cache}"
     if absent:

@@ -76,7 +76,7 @@ from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.config import YamlConfig
 from espnet_adapters.utils.fileio import atomic_dir, atomic_write
 from espnet_adapters.whisper.decode import DecodeOptions, decode_features
-from espnet_adapters.whisper.inputs import trim_encoder_outputs
+from espnet_adapters.whisper.inputs import encode
 from espnet_adapters.whisper.lora import count_parameters, save_adapter
 
 if TYPE_CHECKING:
@@ -258,12 +258,19 @@ class Trainer:
         meta: Mapping[str, Any],
         decode_opts: DecodeOptions,
         dist: Dist = Dist(),
+        cut_layer: int | None = None,
     ) -> None:
         if cfg.precision == "fp16" and device.type != "cuda":
             raise UserInputError(f"{cfg.source}: precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
         if cfg.spec_augment and isinstance(train_set.source, CacheSource):
             raise UserInputError(f"{cfg.source}: spec_augment masks the encoder's input, but the training set's "
                                  "encoder outputs are cached; set spec_augment: false or drop the cache")
+        for name, data in (("training", train_set), ("dev", dev_set)):
+            cached = data.source.cut_layer if isinstance(data.source, CacheSource) else cut_layer
+            if cached != cut_layer:
+                raise ValueError(f"the {name} set's encoder cache is cut at layer {cached}, the adapter at {cut_layer}")
+        # an encoder_top adapter: the frames are cut to the speech before this encoder layer (whisper/encoder.py)
+        self.cut_layer = cut_layer
         self.model, self.tokenizer = model, tokenizer
         self.train_set, self.dev_set = train_set, dev_set
         self.cfg, self.out_dir, self.lang, self.device = cfg, out_dir, lang, device
@@ -301,17 +308,14 @@ class Trainer:
     ) -> torch.Tensor:
         """Mean token loss of ``batch`` by ``module`` (the model or its DDP wrapper).
 
-        ``encoder_outputs`` (if given) replaces the encoder pass.
+        ``encoder_outputs`` (if given, from :meth:`_encode`) replaces the encoder pass.
         """
-        enc = encoder_outputs if encoder_outputs is not None else batch.encoder_outputs
-        trim = self.decode_opts.encoder_trim
+        enc = encoder_outputs
         inputs: dict[str, Any]
         with self._autocast():
-            if enc is None and trim is not None:  # the encoder runs here (and trains, if adapted), then is cut
-                assert batch.input_features is not None
-                enc = self.model.get_encoder()(input_features=batch.input_features.to(self.device)).last_hidden_state
+            if enc is None and (batch.encoder_outputs is not None or self.decode_opts.encoder_trim is not None):
+                enc = self._encode(batch)
             if enc is not None:
-                enc = trim_encoder_outputs(enc.to(self.device), batch.durations, trim)
                 inputs = {"encoder_outputs": BaseModelOutput(last_hidden_state=enc)}
             else:
                 assert batch.input_features is not None
@@ -323,6 +327,17 @@ class Trainer:
                 use_cache=False,
             )
         return out.loss
+
+    def _encode(self, batch: Batch) -> torch.Tensor:
+        """What the decoder attends to: the batch's cached states or features through the encoder (the
+        parts that run here train, if adapted), cut by ``encoder_trim`` (at ``cut_layer``, if set)."""
+        states = None if batch.encoder_outputs is None else batch.encoder_outputs.to(self.device, torch.float32)
+        features = None
+        if states is None:
+            assert batch.input_features is not None
+            features = batch.input_features.to(self.device)
+        return encode(self.model.get_encoder(), batch.durations, self.decode_opts.encoder_trim, features=features,
+                      states=states, cut_layer=self.cut_layer)
 
     def _micro_batches(self) -> Iterator[list[int]]:
         """The training stream from the saved (epoch, position) on, advancing the state."""
@@ -401,12 +416,8 @@ class Trainer:
         order = self.dist.shard(range(len(self.dev_set)))
         for start in range(0, len(order), self.cfg.dev_batch_size):
             batch = self.dev_set.collate(order[start : start + self.cfg.dev_batch_size])
-            enc = batch.encoder_outputs
-            if enc is None:
-                assert batch.input_features is not None
-                with self._autocast():
-                    enc = self.model.get_encoder()(input_features=batch.input_features.to(self.device)).last_hidden_state
-            enc = trim_encoder_outputs(enc.to(self.device, torch.float32), batch.durations, opts.encoder_trim)
+            with self._autocast():
+                enc = self._encode(batch).float()
             loss_sum += float(self._forward(self.model, batch, enc)) * batch.num_tokens
             tokens += batch.num_tokens
             with self._autocast():

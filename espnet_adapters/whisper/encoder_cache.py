@@ -11,7 +11,13 @@ Layout of a cache directory:
                            utterance ids, values (1500, d_model) float16 (half the
                            bytes of float32; the decoder's cross-attention does not
                            notice the rounding)
-  fingerprint.json         what the outputs were computed from (:func:`encoder_fingerprint`)
+  fingerprint.json         what the outputs were computed from (:func:`encoder_fingerprint`),
+                           and ``cut_layer`` for a cache of the states below the top layers
+
+For an adapter on the top encoder layers (``encoder_top`` in conf/lora) a cache
+holds the hidden states after the first ``cut_layer`` layers instead of the
+encoder's outputs (:func:`espnet_adapters.whisper.encoder.lower_states`); the
+layer is part of the fingerprint, so one kind is never read as the other.
 
 A cache is only valid for the base model and the features it was computed
 from, and a stale one would silently train on the wrong inputs: readers check
@@ -40,6 +46,7 @@ from tqdm import tqdm
 from espnet_adapters.data.kaldi import ark_file, read_map_lines
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.fileio import atomic_write
+from espnet_adapters.whisper.encoder import lower_states, whole_encoder
 from espnet_adapters.whisper.features import stack_features
 from espnet_adapters.whisper.model import load_error, resolve_model
 
@@ -125,14 +132,17 @@ def _features_signature(feats_scp: Path) -> list[str]:
     return signature
 
 
-def encoder_fingerprint(model_source: str, feats_scp: Path) -> str:
-    """A short hash that changes when the base model or the features change.
+def encoder_fingerprint(model_source: str, feats_scp: Path, cut_layer: int | None = None) -> str:
+    """A short hash that changes when the base model, the features or the cached layer change.
 
     ``model_source`` is a ``--whisper_model`` value; ``feats_scp`` the whole
     set's ``feats.scp`` (every job of one cache must pass the same file and
-    split the work with ``--keys``, or their fingerprints differ).
+    split the work with ``--keys``, or their fingerprints differ); ``cut_layer``
+    None for the encoder's outputs, L for the states below layer L.
     """
     parts = [CACHE_FORMAT, *_model_signature(model_source), *_features_signature(Path(feats_scp))]
+    if cut_layer is not None:
+        parts.append(f"states below encoder layer {cut_layer}")
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
@@ -140,10 +150,12 @@ def _read_fingerprint(cache_dir: Path) -> dict[str, str]:
     path = cache_dir / FINGERPRINT_FILE
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        return {"fingerprint": str(record["fingerprint"]), "model": str(record["model"])}
+        cut = record.get("cut_layer")
+        return {"fingerprint": str(record["fingerprint"]), "model": str(record["model"]),
+                "cut_layer": "" if cut is None else str(int(cut))}
     except FileNotFoundError as err:
         raise UserInputError(f"{cache_dir}: no {FINGERPRINT_FILE}; not an encoder cache (run stage 4)") from err
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise UserInputError(f"{path}: not a fingerprint file ({err})") from err
 
 
@@ -151,7 +163,7 @@ def _stale(cache_dir: Path) -> str:
     return f"{cache_dir}: stale cache: base model or features changed; re-run stage 4 / delete {cache_dir}"
 
 
-def claim_cache_dir(cache_dir: Path, fingerprint: str, model_source: str) -> None:
+def claim_cache_dir(cache_dir: Path, fingerprint: str, model_source: str, cut_layer: int | None = None) -> None:
     """Write ``fingerprint.json``, or check that the one there is ours.
 
     Every job of one cache writes the same content (atomically), so concurrent
@@ -163,7 +175,10 @@ def claim_cache_dir(cache_dir: Path, fingerprint: str, model_source: str) -> Non
             raise UserInputError(_stale(cache_dir))
         return
     with atomic_write(cache_dir / FINGERPRINT_FILE) as handle:
-        record = {"fingerprint": fingerprint, "model": resolve_model(model_source), "format": CACHE_FORMAT}
+        record: dict[str, object] = {"fingerprint": fingerprint, "model": resolve_model(model_source),
+                                     "format": CACHE_FORMAT}
+        if cut_layer is not None:
+            record["cut_layer"] = cut_layer
         json.dump(record, handle, indent=2)
         handle.write("\n")
 
@@ -172,14 +187,19 @@ def claim_cache_dir(cache_dir: Path, fingerprint: str, model_source: str) -> Non
 
 
 def encode_batches(
-    encoder: torch.nn.Module, items: Iterator[tuple[str, np.ndarray]], batch_size: int, progress: tqdm
+    encoder: torch.nn.Module, items: Iterator[tuple[str, np.ndarray]], batch_size: int, progress: tqdm,
+    cut_layer: int | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """``(utt, encoder output)`` for trimmed log-mel ``items``, batch by batch, so :func:`write_shard` streams them."""
+    """``(utt, encoder output)`` for trimmed log-mel ``items``, batch by batch, so :func:`write_shard` streams them.
+
+    With ``cut_layer`` L: the states after the first L layers instead of the outputs.
+    """
     parameter = next(encoder.parameters())
     while batch := list(itertools.islice(items, batch_size)):
         features = stack_features([feats for _, feats in batch]).to(parameter.device, parameter.dtype)
         with torch.inference_mode():
-            hidden = encoder(input_features=features).last_hidden_state.to("cpu")
+            hidden = whole_encoder(encoder, features) if cut_layer is None else lower_states(encoder, features, cut_layer)
+            hidden = hidden.to("cpu")
         progress.update(len(batch))
         yield from zip((utt for utt, _ in batch), hidden)
 
@@ -230,11 +250,18 @@ class EncoderCache:
     numbering 1..N, a shard belongs to another run, or an utterance is in two shards.
     """
 
-    def __init__(self, cache_dir: Path, expected_fingerprint: str | None = None) -> None:
+    def __init__(self, cache_dir: Path, expected_fingerprint: str | None = None, cut_layer: int | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         record = _read_fingerprint(self.cache_dir)
         self.fingerprint = record["fingerprint"]
         self.model = record["model"]  # the resolved --whisper_model it was computed with
+        # None: the encoder's outputs; L: the states after the first L layers (encoder_top adapters)
+        self.cut_layer = int(record["cut_layer"]) if record["cut_layer"] else None
+        if self.cut_layer != cut_layer:
+            def kind(layer: int | None) -> str:
+                return "the encoder's outputs" if layer is None else f"the states below encoder layer {layer}"
+            raise UserInputError(f"{self.cache_dir}: holds {kind(self.cut_layer)}, but {kind(cut_layer)} are needed"
+                                 " (encoder_top of the LoRA config; stage 5 caches both kinds)")
         if expected_fingerprint is not None and self.fingerprint != expected_fingerprint:
             raise UserInputError(_stale(self.cache_dir))
         shards = {int(m[1]): p for p in self.cache_dir.iterdir() if (m := _SHARD.fullmatch(p.name))}

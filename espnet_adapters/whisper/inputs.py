@@ -42,6 +42,7 @@ from transformers import WhisperFeatureExtractor
 
 from espnet_adapters.data.kaldi import read_map
 from espnet_adapters.utils.cli import UserInputError
+from espnet_adapters.whisper.encoder import lower_states, upper_outputs, whole_encoder
 from espnet_adapters.whisper.encoder_cache import EncoderCache, encoder_fingerprint
 from espnet_adapters.whisper.features import SAMPLE_RATE, iter_audio_logmel, iter_feats_scp, job_keys, stack_features
 from espnet_adapters.whisper.lora import META_FILE
@@ -69,6 +70,29 @@ def trim_encoder_outputs(
 ) -> torch.Tensor:
     """``encoder_outputs`` (B, 1500, d) cut to the frames ``kept_frames`` keeps (a view, no copy)."""
     return encoder_outputs[:, : kept_frames(durations, encoder_trim)]
+
+
+def encode(
+    encoder: torch.nn.Module, seconds: Sequence[float], encoder_trim: float | None, *,
+    features: torch.Tensor | None = None, states: torch.Tensor | None = None, cut_layer: int | None = None,
+) -> torch.Tensor:
+    """What the decoder cross-attends to for a batch of ``seconds``: encoder outputs, cut by ``encoder_trim``.
+
+    From ``features`` (B, n_mels, 3000), or from ``states`` (B, 1500, d) read
+    from an encoder cache.  ``cut_layer`` None: the whole encoder runs on the
+    window and its outputs are cut (``states`` are then the encoder's
+    outputs).  ``cut_layer`` L (an adapter on the top encoder layers,
+    :mod:`espnet_adapters.whisper.encoder`): layers below L on the window
+    (``states`` are their cached output), the cut, then layers L.. and the
+    final norm on the kept frames.
+    """
+    if (features is None) == (states is None):
+        raise ValueError("encode takes features or states, not both or neither")
+    if cut_layer is None:
+        outputs = whole_encoder(encoder, features) if states is None else states
+        return trim_encoder_outputs(outputs, seconds, encoder_trim)
+    lower = lower_states(encoder, features, cut_layer) if states is None else states
+    return upper_outputs(encoder, trim_encoder_outputs(lower, seconds, encoder_trim), cut_layer)
 
 
 # --------------------------------------------------------------------------- what a decoding job reads
@@ -209,6 +233,7 @@ def batch_inputs(
     model: torch.nn.Module | None = None,
     durations: Sequence[float | None] | None = None,
     encoder_trim: float | None = None,
+    cut_layer: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """The model input of a batch of ``iter_batches`` items, as ``decode_features`` takes it.
 
@@ -219,7 +244,9 @@ def batch_inputs(
     the batch's longest utterance (``durations``, seconds, one per item; an
     unknown one counts as the whole window) plus ``encoder_trim`` seconds.
     Whisper's own language detection (``detect_languages``) then reads the
-    same trimmed frames as the decoding.
+    same trimmed frames as the decoding.  ``cut_layer`` (the adapters'
+    :func:`adapter_cut_layer`): the cut is made before that encoder layer
+    (:func:`encode`); without ``encoder_trim`` nothing is cut and it changes nothing.
     """
     if encoder_trim is None:
         if cache is None:
@@ -228,13 +255,15 @@ def batch_inputs(
     if durations is None or len(durations) != len(batch):
         raise ValueError("encoder_trim needs one duration (or None) per utterance of the batch")
     if cache is not None:
+        if cut_layer is not None:
+            raise ValueError("an adapter with an encoder cut layer changes the encoder: no encoder cache")
         outputs = cache.get_batch([utt for utt, _, _ in batch])
-    else:
-        if model is None:
-            raise ValueError("encoder_trim on features needs the model, to run its encoder")
-        features = stack_features([feats for _, feats, _ in batch]).to(model.device, model.dtype)
-        outputs = model.get_encoder()(input_features=features).last_hidden_state
-    return {"encoder_outputs": trim_encoder_outputs(outputs, batch_seconds(durations), encoder_trim)}
+        return {"encoder_outputs": trim_encoder_outputs(outputs, batch_seconds(durations), encoder_trim)}
+    if model is None:
+        raise ValueError("encoder_trim on features needs the model, to run its encoder")
+    features = stack_features([feats for _, feats, _ in batch]).to(model.device, model.dtype)
+    return {"encoder_outputs": encode(model.get_encoder(), batch_seconds(durations), encoder_trim,
+                                      features=features, cut_layer=cut_layer)}
 
 
 def batch_seconds(durations: Sequence[float | None]) -> list[float]:
@@ -260,12 +289,36 @@ def adapter_encoder_trim(adapter_dir: Path) -> float | None:
     return None if value is None else float(value)
 
 
+def adapter_cut_layer(adapter_dirs: Sequence[Path]) -> int | None:
+    """The encoder layer before which the adapters' frames are cut (``encoder_cut_layer`` of their lora_meta.json).
+
+    None for adapters on the decoder (or the whole encoder): the cut follows the
+    encoder.  Adapters decoded together (routing) must agree.
+    """
+    layers: dict[Path, int | None] = {}
+    for adapter_dir in adapter_dirs:
+        path = Path(adapter_dir) / META_FILE
+        meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        value = meta.get("encoder_cut_layer") if isinstance(meta, dict) else None
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserInputError(f"{path}: encoder_cut_layer must be a layer number >= 1 or null, got {value!r}")
+        layers[Path(adapter_dir)] = value
+    if len(set(layers.values())) > 1:
+        named = ", ".join(f"{d} ({v})" for d, v in layers.items())
+        raise UserInputError(f"adapters with different encoder cut layers cannot be decoded together: {named}")
+    return next(iter(layers.values()), None)
+
+
 def _trim_text(value: float | None) -> str:
     return "none (the whole 30 s window)" if value is None else f"{value:g} s"
 
 
-def check_adapter_encoder_trim(adapter_dirs: Sequence[Path], encoder_trim: float | None) -> None:
-    """Refuse an adapter trained with another ``encoder_trim`` than the decoding's (it saw other encoder frames)."""
+def check_adapter_encoder_trim(adapter_dirs: Sequence[Path], encoder_trim: float | None) -> int | None:
+    """Refuse an adapter trained with another ``encoder_trim`` than the decoding's (it saw other encoder frames).
+
+    Returns the adapters' encoder cut layer (:func:`adapter_cut_layer`), which
+    the decoding passes on to :func:`batch_inputs`.
+    """
     for adapter_dir in adapter_dirs:
         trained = adapter_encoder_trim(adapter_dir)
         if trained != (None if encoder_trim is None else float(encoder_trim)):
@@ -276,3 +329,4 @@ def check_adapter_encoder_trim(adapter_dirs: Sequence[Path], encoder_trim: float
                 f"(--encoder_trim {flag}, or a --decode_config with encoder_trim: "
                 f"{'null' if trained is None else flag})"
             )
+    return adapter_cut_layer(adapter_dirs)

@@ -16,6 +16,10 @@ wraps the model in ``PeftModelForSeq2SeqLM``, whose ``forward()`` passes
 
 A decoder-only adapter leaves the encoder untouched, so its outputs can be
 computed once and cached (:func:`touches_encoder` tells the trainer).
+``encoder_top: N`` adds the top N encoder layers to a decoder adapter: the
+layers below stay frozen, their outputs are cached, and the frames are cut to
+the speech before the top layers (:func:`encoder_cut_layer`,
+:mod:`espnet_adapters.whisper.encoder`).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class LoraSpec(YamlConfig):
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     where: str = "decoder"
     layers: tuple[int, ...] | None = None
+    encoder_top: int = 0  # with where: decoder, also the top N encoder layers (the ones below are cached)
     source: str = "<default LoraSpec>"  # the yaml file, named in error messages
 
     def __post_init__(self) -> None:
@@ -72,6 +77,10 @@ class LoraSpec(YamlConfig):
             raise ValueError(f"where must be one of {', '.join(WHERE_CHOICES)}, got {self.where!r}")
         if self.layers is not None and (not self.layers or min(self.layers) < 0):
             raise ValueError(f"layers must be null or a non-empty list of indices >= 0, got {list(self.layers)}")
+        if self.encoder_top < 0 or isinstance(self.encoder_top, bool):
+            raise ValueError(f"encoder_top must be a number of layers >= 0, got {self.encoder_top!r}")
+        if self.encoder_top and self.where != "decoder":
+            raise ValueError(f"encoder_top adds encoder layers to a decoder adapter (where: decoder), not to where: {self.where}")
 
     def at_rank(self, rank: int) -> LoraSpec:
         """This preset at rank ``rank`` with the same scaling alpha/r (``--lora_ranks``).
@@ -88,23 +97,40 @@ class LoraSpec(YamlConfig):
 
 
 def touches_encoder(spec: LoraSpec) -> bool:
-    """Whether the adapter changes the encoder (then its outputs cannot be cached)."""
-    return spec.where in ("encoder", "both")
+    """Whether the adapter changes the encoder (then its outputs cannot be cached; with encoder_top, those below it can)."""
+    return spec.where in ("encoder", "both") or spec.encoder_top > 0
+
+
+def encoder_cut_layer(spec: LoraSpec, encoder_layers: int) -> int | None:
+    """The encoder layer before which an ``encoder_top`` adapter's frames are cut (None: after the encoder)."""
+    if not spec.encoder_top:
+        return None
+    if spec.encoder_top > encoder_layers:
+        raise UserInputError(f"{spec.source}: encoder_top {spec.encoder_top}, but the encoder has {encoder_layers} layers")
+    return encoder_layers - spec.encoder_top
 
 
 def _stacks(spec: LoraSpec) -> tuple[str, ...]:
     return ("encoder", "decoder") if spec.where == "both" else (spec.where,)
 
 
-def target_regex(spec: LoraSpec) -> str:
+def target_regex(spec: LoraSpec, encoder_layers: int | None = None) -> str:
     """The full-name pattern, e.g. ``model\\.(?:decoder)\\.layers\\.\\d+\\.(?:[^.]+\\.)?(?:q_proj|v_proj)``.
 
     ``(?:[^.]+\\.)?`` is the sub-block (``self_attn``, ``encoder_attn``) or
-    nothing (``fc1``/``fc2`` sit directly in the layer).
+    nothing (``fc1``/``fc2`` sit directly in the layer).  With ``encoder_top``
+    (``encoder_layers``: the model's count) the top encoder layers join the
+    decoder's: ``model\\.(?:decoder\\.layers\\.(?:\\d+)|encoder\\.layers\\.(?:4|5))\\. ...``.
     """
-    stacks = "|".join(_stacks(spec))
     layers = r"\d+" if spec.layers is None else "|".join(str(i) for i in sorted(set(spec.layers)))
     names = "|".join(re.escape(name) for name in spec.target_modules)
+    if spec.encoder_top:
+        if encoder_layers is None:
+            raise ValueError("target_regex of an encoder_top adapter needs the model's encoder layer count")
+        cut = encoder_cut_layer(spec, encoder_layers)
+        top = "|".join(str(i) for i in range(cut, encoder_layers))
+        return rf"model\.(?:decoder\.layers\.(?:{layers})|encoder\.layers\.(?:{top}))\.(?:[^.]+\.)?(?:{names})"
+    stacks = "|".join(_stacks(spec))
     return rf"model\.(?:{stacks})\.layers\.(?:{layers})\.(?:[^.]+\.)?(?:{names})"
 
 
@@ -123,7 +149,7 @@ def _check_layers(spec: LoraSpec, model: torch.nn.Module) -> None:
 def build_lora_config(spec: LoraSpec, model: torch.nn.Module) -> LoraConfig:
     """The peft config for ``model``; raises :class:`UserInputError` if the target matches nothing."""
     _check_layers(spec, model)
-    pattern = target_regex(spec)
+    pattern = target_regex(spec, model.config.encoder_layers)
     matched = [name for name, _ in model.named_modules() if re.fullmatch(pattern, name)]
     if not matched:
         raise UserInputError(

@@ -221,7 +221,8 @@ def _fake_analysis(model: Any, processor: Any, lid: Any, wav_scp: Any, wav_scp_p
 
 
 def _fake_decode_pieces(model: Any, processor: Any, pieces: Any, opts: Any,
-                        stats: dict[str, int] | None = None) -> dict[str, tuple[str, str]]:
+                        stats: dict[str, int] | None = None, cut_layer: int | None = None) -> dict[str, tuple[str, str]]:
+    assert cut_layer is None  # decoder adapters: the frames are cut after the encoder
     if stats is not None:
         stats["capped"] += len(pieces)
     return {piece.key: (piece.span.lang or "en", TEXTS[k % len(TEXTS)]) for k, piece in enumerate(pieces)}

@@ -168,6 +168,29 @@ def test_rank_grid_as_a_slurm_job_array(recipe: Path, slurm_env: dict[str, str])
     assert {name for name in before if before[name] != after[name]} == {broken.name}
 
 
+def test_top_encoder_layers_preset(recipe: Path) -> None:
+    """conf/lora/r32_qv_dec_enc2.yaml: stage 5 caches the states below the top 2 encoder layers (training
+    sets only), stage 6 trains on them, stage 7 decodes the adapter from features, cut where it was trained."""
+    enc_top = REPO / "conf/lora/r32_qv_dec_enc2.yaml"
+    out = run_recipe(recipe, *TINY, "--langs", "hi", "--eval_langs", "", "--stage", "5", "--stop_stage", "8",
+                     "--lora_config", str(enc_top), "--expdir", "exp_enc_top")
+    assert "the states below the top 2 encoder layers" in out
+    for split in ("hi_train_sp", "hi_dev"):
+        fingerprint = recipe / "dump" / "whisper_base" / "encoder_top2" / split / "fingerprint.json"
+        assert json.loads(fingerprint.read_text())["cut_layer"] == 4
+    assert not (recipe / "dump" / "whisper_base" / "encoder_top2" / "hi_test").exists()
+    exp = recipe / "exp_enc_top" / "whisper_base_lora_hi_r32_qv_dec_enc2_train_smoke"
+    meta = json.loads((exp / "adapter" / "lora_meta.json").read_text())
+    assert meta["encoder_cut_layer"] == 4 and meta["encoder_top"] == 2 and meta["encoder_trim"] == 1.0
+    assert "--train_encoder_cache dump/whisper_base/encoder_top2/hi_train_sp" in (exp / "log" / "train.log").read_text()
+    for model in ("whisper_base", exp.name):
+        decode = recipe / "exp_enc_top" / model / "decode_hi_test"
+        for job in (1, 2):
+            stats = json.loads((decode / "logdir" / f"output.{job}" / "stats.json").read_text())
+            assert stats["input"] == "feats_scp"
+        assert json.loads((decode / "score" / "scores.json").read_text())["num_utts"] == 4
+
+
 def test_lid_routing_and_codeswitching(recipe: Path) -> None:
     lid = recipe / "exp" / "whisper_base_lid_mlp_mean"
     assert json.loads((lid / "lid.json").read_text())["labels"] == ["hi", "it"]

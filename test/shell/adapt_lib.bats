@@ -165,6 +165,24 @@ SH
   [ "${lines[-1]}" = "route_tag=r1_qv_dec cache=true" ]
 }
 
+@test "family_init: encoder_top trains on the states below the top layers, decodes from features" {
+  cat > "${D}/init.sh" <<'SH'
+set -euo pipefail
+. "$1"; . "$2"
+expdir=$3/exp dumpdir=$3/dump adapter_tag=x lora_ranks="" whisper_model=tools/models/whisper-base
+test_sets=test lid_config=conf/lid/mlp.yaml
+for lora_config in "$4"/conf/lora/r32_qv_dec.yaml "$4"/conf/lora/r32_qv_dec_enc2.yaml "$4"/conf/lora/r32_qv_both.yaml; do
+    family_init
+    echo "${lora_config##*/} top=${encoder_top} cache=${use_encoder_cache} train_cache=${train_cache}"
+done
+SH
+  PATH="${REPO}/tools/venv/bin:${PATH}" run bash "${D}/init.sh" "${TEMPLATE}/lib.sh" "${TEMPLATE}/whisper_stages.sh" "${D}" "${REPO}"
+  [ "$status" -eq 0 ]
+  [ "${lines[0]}" = "r32_qv_dec.yaml top=0 cache=true train_cache=encoder" ]
+  [ "${lines[1]}" = "r32_qv_dec_enc2.yaml top=2 cache=false train_cache=encoder_top2" ]
+  [ "${lines[2]}" = "r32_qv_both.yaml top=0 cache=false train_cache=" ]
+}
+
 @test "multilingual_stage: a stage that compares languages says why it is skipped with one" {
   stage=1 stop_stage=10000 skip_stages=""
   run multilingual_stage 9 "language ID"

@@ -5,7 +5,9 @@
 #   family_init     checks the family's options; sets model_tag (and what the stages share)
 #   stage4          features: Whisper log-mel -> ${dumpdir}/<model>/<set>/feats.scp (kaldiio)
 #   stage5          encoder cache: frozen encoder outputs -> ${dumpdir}/<model>/encoder/<set>,
-#                   when a decoder-only adapter or LID (two or more --langs) reads them
+#                   when a decoder-only adapter or LID (two or more --langs) reads them; for an
+#                   adapter on the top N encoder layers (encoder_top: N in --lora_config), the
+#                   states below them -> ${dumpdir}/<model>/encoder_top<N>/<lang>_{train,dev}
 #   train_setup     stage 6's header and what its cells need
 #   cell_signature  stage 6: sets sig, the inputs and options of one (language, adapter) cell
 #   train_cell      stage 6: writes one cell's script (espnet_adapters.bin.train_lora)
@@ -20,10 +22,18 @@ lora_field() { python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[
 family_init() {
     model_tag=$(basename "${whisper_model%/}" | tr '[:upper:]' '[:lower:]' | tr -c '[:alnum:]\n' '_')
     feats_dir=${dumpdir}/${model_tag}
-    # The encoder cache is used only when the adapter leaves the encoder frozen.
+    # The encoder cache is used only when the adapter leaves the encoder frozen (decoding and
+    # training read it); with encoder_top N, training reads the states below the top N layers
+    # (train_cache: the cache dir under ${feats_dir} that training reads, if any).
     lora_where=$(lora_field where)
-    use_encoder_cache=false
-    [ "${lora_where}" != decoder ] || use_encoder_cache=true
+    encoder_top=$(lora_field encoder_top)
+    encoder_top=${encoder_top:-0}
+    use_encoder_cache=false train_cache=""
+    if [ "${lora_where}" = decoder ] && [ "${encoder_top}" -gt 0 ]; then
+        train_cache=encoder_top${encoder_top}
+    elif [ "${lora_where}" = decoder ]; then
+        use_encoder_cache=true train_cache=encoder
+    fi
     # Stages 9-12: LID reads the base encoder's cached outputs (stage 5); routing uses the
     # first adapter variant and the first test set.
     # awk, not head: head would close the pipe early and, under pipefail, the SIGPIPE of the
@@ -56,27 +66,39 @@ stage4() {
 }
 
 stage5() {
-    local set_name feats out sig _cmd
-    if ! ${use_encoder_cache} && ! multilingual; then
-        skip_stage 5 "encoder cache: not needed (the adapter is not decoder-only, where: ${lora_where} in ${lora_config}; language ID needs two or more --langs)"
+    local set_name lang
+    if [ -z "${train_cache}" ] && ! multilingual; then
+        skip_stage 5 "encoder cache: not needed (the adapter changes the encoder, where: ${lora_where} in ${lora_config}; language ID needs two or more --langs)"
         return
     fi
-    log "Stage 5: encoder outputs of ${whisper_model} ${feats_dir}/<set> -> ${feats_dir}/encoder/<set>"
-    for set_name in $(all_sets); do
-        feats=${feats_dir}/${set_name}/feats.scp
-        out=${feats_dir}/encoder/${set_name}
-        sig="model=${whisper_model} $(checksum "${feats}")"
-        up_to_date "${set_name}" "${out}" "${sig}" && continue
-        rm -rf "${out}"
-        split_keys "${feats}" "${out}/logdir" "${nj}"
-        _cmd=$(job_cmd 1 "${train_cmd}")
-        ${_cmd} --num-threads "${num_threads}" JOB=1:"${_nj}" "${out}/logdir/cache_encoder.JOB.log" \
-            python3 -m espnet_adapters.bin.cache_encoder --feats_scp "${feats}" --keys "${out}/logdir/keys.JOB" \
-                --whisper_model "${whisper_model}" --out_dir "${out}" --shard JOB \
-                --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
-        mark_done "${out}" "${sig}"
-        log "  ${set_name}: $(du -sh "${out}" | cut -f1)"
-    done
+    if ${use_encoder_cache} || multilingual; then
+        log "Stage 5: encoder outputs of ${whisper_model} ${feats_dir}/<set> -> ${feats_dir}/encoder/<set>"
+        for set_name in $(all_sets); do cache_set "${set_name}" encoder 0; done
+    fi
+    if [ "${encoder_top}" -gt 0 ]; then
+        log "Stage 5: the states below the top ${encoder_top} encoder layers (encoder_top in ${lora_config}) -> ${feats_dir}/${train_cache}/<set>"
+        for lang in ${langs}; do
+            for set_name in "${lang}_${train_split}" "${lang}_dev"; do cache_set "${set_name}" "${train_cache}" "${encoder_top}"; done
+        done
+    fi
+}
+
+# cache_set SET DIR TOP: cache_encoder jobs for SET into ${feats_dir}/DIR/SET: the encoder's outputs
+# (TOP 0), or the states below its top TOP layers.
+cache_set() {
+    local set_name=$1 feats=${feats_dir}/$1/feats.scp out=${feats_dir}/$2/$1 top=$3 sig _cmd
+    sig="model=${whisper_model} top=${top} $(checksum "${feats}")"
+    [ "${top}" -gt 0 ] || sig="model=${whisper_model} $(checksum "${feats}")"  # as before encoder_top existed
+    up_to_date "${set_name}" "${out}" "${sig}" && return 0
+    rm -rf "${out}"
+    split_keys "${feats}" "${out}/logdir" "${nj}"
+    _cmd=$(job_cmd 1 "${train_cmd}")
+    ${_cmd} --num-threads "${num_threads}" JOB=1:"${_nj}" "${out}/logdir/cache_encoder.JOB.log" \
+        python3 -m espnet_adapters.bin.cache_encoder --feats_scp "${feats}" --keys "${out}/logdir/keys.JOB" \
+            --whisper_model "${whisper_model}" --out_dir "${out}" --shard JOB --encoder_top "${top}" \
+            --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
+    mark_done "${out}" "${sig}"
+    log "  ${set_name}: $(du -sh "${out}" | cut -f1)"
 }
 
 # search_opts [train]: sets search (the decoding options of the recipe: --decode_config plus the
@@ -109,9 +131,9 @@ train_cell() {
     search_opts train
     data_opts=(--train_dir "${dumpdir}/raw/${lang}_${train_split}" --dev_dir "${dumpdir}/raw/${lang}_dev"
         --train_feats "${feats_dir}/${lang}_${train_split}/feats.scp" --dev_feats "${feats_dir}/${lang}_dev/feats.scp")
-    if ${use_encoder_cache}; then
-        data_opts+=(--train_encoder_cache "${feats_dir}/encoder/${lang}_${train_split}"
-            --dev_encoder_cache "${feats_dir}/encoder/${lang}_dev")
+    if [ -n "${train_cache}" ]; then
+        data_opts+=(--train_encoder_cache "${feats_dir}/${train_cache}/${lang}_${train_split}"
+            --dev_encoder_cache "${feats_dir}/${train_cache}/${lang}_dev")
     fi
     printf '%q ' "${launcher[@]}" python3 -m espnet_adapters.bin.train_lora --lang "${lang}" "${data_opts[@]}" \
         --whisper_model "${whisper_model}" --lora_config "${config}" \
