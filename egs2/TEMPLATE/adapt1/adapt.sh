@@ -123,6 +123,7 @@ if [ $# -ne 0 ]; then
     log "Error: unexpected arguments: $*"
     exit 2
 fi
+check_options
 if [ -n "${models}" ]; then
     # A model grid is this script once per model (the last --whisper_model wins).
     for model in ${models}; do
@@ -160,6 +161,11 @@ if [ ! -f "${decode_config}" ]; then
     log "Error: --decode_config ${decode_config} not found"
     exit 1
 fi
+# Every config through its dataclass (unknown keys, types, ranges, empty files: an error naming the
+# file), and the LoRA settings the stage scripts read (lora_field).
+lora_settings=$(quietly "${expdir}/log/check_configs.log" python3 -m espnet_adapters.bin.check_configs \
+    --lora_config "${lora_config}" --train_config "${train_config}" --decode_config "${decode_config}" \
+    --lid_config "${lid_config}" --lora_fields where encoder_top)
 if [ "${decode_backend}" != hf ] && [ "${decode_backend}" != ct2 ]; then
     log "Error: --decode_backend ${decode_backend}: hf or ct2"
     exit 2

@@ -56,7 +56,7 @@ on_exit() {
     [ "$1" -ne 0 ] || return 0
     local where=${clock_stage:+ in stage ${clock_stage}}
     stage_clock_close failed
-    log_depth=2 log "Error: ended with exit code $1${where} (the last lines above, and the logs they name, say why)" >&2
+    log "Error: ended with exit code $1${where} (the last lines above, and the logs they name, say why)" >&2
 }
 # timing_report: close the last stage and log this run's wall time per stage.
 timing_report() {
@@ -66,6 +66,50 @@ timing_report() {
     awk -F '\t' -v run="${run_started}" '$1 == run { printf "  stage %-3s %6d s  %s\n", $2, $3, $4 }' \
         "${expdir}/log/timing.tsv" | while IFS= read -r line; do log_depth=2 log "${line}"; done
 }
+# --- options: checked before anything runs (a typo is an error, not "Successfully finished")
+
+# option_error NAME VALUE WHAT: the option's value is not WHAT; the run stops (exit 2).
+option_error() { log_depth=2 log "Error: --$1 '$2': expected $3"; exit 2; }
+# check_options: adapt.sh's options have the types and values the stages need (the config files are
+# checked by espnet_adapters.bin.check_configs once the venv is there).
+check_options() {
+    local name value item
+    for name in stage stop_stage ngpu train_utts dev_utts test_utts seed fs cs_utts route_top_k \
+        owsm_tiny_epochs owsm_vocab_size; do
+        [[ "${!name}" =~ ^[0-9]+$ ]] || option_error "${name}" "${!name}" "a whole number"
+    done
+    for name in nj inference_nj num_threads train_num_threads num_nodes; do
+        [[ "${!name}" =~ ^[1-9][0-9]*$ ]] || option_error "${name}" "${!name}" "a whole number >= 1"
+    done
+    for name in beam_size batch_size max_new_tokens; do
+        [ -z "${!name}" ] || [[ "${!name}" =~ ^[1-9][0-9]*$ ]] || option_error "${name}" "${!name}" "a whole number >= 1, or empty"
+    done
+    for name in skip_stages lora_ranks lid_crops; do
+        for item in ${!name}; do
+            [[ "${item}" =~ ^[0-9]+$ ]] || option_error "${name}" "${!name}" "whole numbers separated by spaces"
+        done
+    done
+    for name in min_dur max_dur owsm_maxlenratio speed_perturb_factors route_taus; do
+        for item in ${!name}; do
+            [[ "${item}" =~ ^[0-9]*\.?[0-9]+$ ]] || option_error "${name}" "${!name}" "numbers separated by spaces"
+        done
+    done
+    for name in decode_base cross_eval; do
+        [[ "${!name}" =~ ^(true|false)$ ]] || option_error "${name}" "${!name}" "true or false"
+    done
+    [[ "${decode_lang}" =~ ^(forced|auto)$ ]] || option_error decode_lang "${decode_lang}" "forced or auto"
+    [ -n "${langs// /}" ] || option_error langs "${langs}" "one or more language codes (e.g. \"hi it\")"
+    for name in langs eval_langs; do
+        for item in ${!name}; do
+            [[ "${item}" =~ ^[a-z]{2,3}$ ]] || option_error "${name}" "${!name}" "ISO 639-1 codes like hi, separated by spaces"
+        done
+    done
+    [ "${stage}" -le "${stop_stage}" ] || option_error stage "${stage}" "a stage <= --stop_stage ${stop_stage}"
+}
+# lora_field KEY: KEY of --lora_config (its LoraSpec default where the file is silent), from
+# lora_settings (check_configs --lora_fields, once per run).
+lora_field() { sed -n "s/^$1=//p" <<< "${lora_settings}"; }
+
 # multilingual: --langs has two or more languages, as language ID and routing (9-12) need.
 multilingual() { [ "$(wc -w <<< "${langs}")" -ge 2 ]; }
 # multilingual_stage N WHAT: run_stage N for a stage that compares languages (9-12); with

@@ -16,8 +16,6 @@
 #                   export_ct2)
 #   stage9-stage12  LID, routing, code-switching, their report (two or more --langs)
 
-# lora_field KEY: KEY of --lora_config (empty when the file does not set it).
-lora_field() { python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get(sys.argv[2], ""))' "${lora_config}" "$1"; }
 
 family_init() {
     model_tag=$(basename "${whisper_model%/}" | tr '[:upper:]' '[:lower:]' | tr -c '[:alnum:]\n' '_')
@@ -27,7 +25,6 @@ family_init() {
     # (train_cache: the cache dir under ${feats_dir} that training reads, if any).
     lora_where=$(lora_field where)
     encoder_top=$(lora_field encoder_top)
-    encoder_top=${encoder_top:-0}
     use_encoder_cache=false train_cache=""
     if [ "${lora_where}" = decoder ] && [ "${encoder_top}" -gt 0 ]; then
         train_cache=encoder_top${encoder_top}

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Load the recipe's config files through their dataclasses, before any stage runs.
+
+adapt.sh calls this once: a config that does not parse, names an unknown key,
+has a value of the wrong type or out of range, or is empty, is an error naming
+the file (exit 1), not a traceback in stage 6 or a silent default.  With
+``--lora_fields KEY ...`` it prints the LoRA config's values of those keys (its
+defaults where the file is silent), one ``KEY=VALUE`` line each, for the stage
+scripts (``where``, ``encoder_top``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from espnet_adapters.lid.config import LidConfig
+from espnet_adapters.train.trainer import TrainConfig
+from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
+from espnet_adapters.whisper.decode import DecodeOptions
+from espnet_adapters.whisper.lora import LoraSpec
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    parser = make_parser(__doc__)
+    parser.add_argument("--lora_config", type=Path, help="conf/lora/*.yaml (LoraSpec).")
+    parser.add_argument("--train_config", type=Path, help="conf/train/*.yaml (TrainConfig).")
+    parser.add_argument("--decode_config", type=Path, help="conf/decode/*.yaml (DecodeOptions).")
+    parser.add_argument("--lid_config", type=Path, help="conf/lid/*.yaml (LidConfig).")
+    parser.add_argument("--lora_fields", nargs="*", default=[], metavar="KEY",
+                        help="Print these keys of the LoRA config as KEY=VALUE lines.")
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    """Load every config given; print the LoRA fields asked for."""
+    loaders = (("lora_config", LoraSpec), ("train_config", TrainConfig), ("decode_config", DecodeOptions),
+               ("lid_config", LidConfig))
+    loaded = {}
+    for flag, cls in loaders:
+        path = getattr(args, flag)
+        if path is None:
+            continue
+        if not path.is_file():
+            raise UserInputError(f"--{flag} {path}: no such file")
+        if not path.read_text(encoding="utf-8").strip():
+            raise UserInputError(f"{path}: empty; a config names at least one setting (see conf/ for examples)")
+        loaded[flag] = cls.from_yaml(path)
+    if args.lora_fields:
+        if "lora_config" not in loaded:
+            raise UserInputError("--lora_fields needs --lora_config")
+        values = loaded["lora_config"].as_dict()
+        for key in args.lora_fields:
+            if key not in values:
+                raise UserInputError(f"--lora_fields {key}: not a LoRA config key ({', '.join(values)})")
+            print(f"{key}={values[key]}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m espnet_adapters.bin.check_configs --help``."""
+    return run_main(get_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""A bad option or config file stops ./run.sh before stage 1: a message naming it, a non-zero exit, no success.
+
+Each case runs the real run.sh of a fresh recipe (setup.sh); nothing gets as far as a stage, so
+every case takes about a second (a few for the config files, which are loaded through their
+dataclasses by espnet_adapters.bin.check_configs).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from fixtures.recipe import new_recipe, recipe_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return new_recipe(tmp_path_factory.mktemp("options") / "adapt1", "hi it")
+
+
+def _fails(recipe: Path, *args: str) -> str:
+    """./run.sh ARGS (up to stage 1 unless ARGS say otherwise) fails before stage 1; its output."""
+    stop = () if "--stop_stage" in args else ("--stop_stage", "1")
+    result = subprocess.run(["./run.sh", *args, *stop], cwd=recipe, env=recipe_env(),
+                            capture_output=True, text=True, timeout=300, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "Successfully finished. [elapsed" not in result.stdout, out
+    assert "Error: ended with exit code" in out  # the run itself says it failed
+    assert not (recipe / "data").exists()  # stage 1 never ran
+    return out
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--stage", "abc"), "--stage 'abc': expected a whole number"),
+    (("--nj", "0"), "--nj '0': expected a whole number >= 1"),
+    (("--langs", ""), "--langs '': expected one or more language codes"),
+    (("--langs", "Hindi"), "--langs 'Hindi': expected ISO 639-1 codes"),
+    (("--lora_ranks", "8,16"), "--lora_ranks '8,16': expected whole numbers separated by spaces"),
+    (("--route_taus", "high"), "--route_taus 'high': expected numbers separated by spaces"),
+    (("--beam_size", "0"), "--beam_size '0': expected a whole number >= 1, or empty"),
+    (("--decode_lang", "hi"), "--decode_lang 'hi': expected forced or auto"),
+    (("--stage", "5", "--stop_stage", "2"), "--stage '5': expected a stage <= --stop_stage 2"),
+    (("--cross_eval", "yes"), 'expected "true" or "false": --cross_eval yes'),
+])
+def test_bad_option(recipe: Path, args: tuple[str, ...], message: str) -> None:
+    assert message in _fails(recipe, *args)
+
+
+@pytest.mark.parametrize("flag, content, message", [
+    ("--lora_config", "r: [\n", "invalid yaml"),
+    ("--lora_config", "", "empty; a config names at least one setting"),
+    ("--lora_config", "rank: 8\n", "unknown key(s) rank"),
+    ("--lora_config", "r: 8\nwhere: both\nencoder_top: 2\n", "encoder_top adds encoder layers to a decoder adapter"),
+    ("--lora_config", "r: 0\n", "r must be >= 1"),
+    ("--train_config", "lr: fast\n", "lr: expected float"),
+    ("--decode_config", "beam_size: two\n", "beam_size: expected int"),
+])
+def test_bad_config_file(recipe: Path, tmp_path: Path, flag: str, content: str, message: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(content, encoding="utf-8")
+    out = _fails(recipe, flag, str(config))
+    assert str(config) in out and message in out
+    assert "Traceback" not in out
