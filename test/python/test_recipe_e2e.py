@@ -173,7 +173,7 @@ def test_top_encoder_layers_preset(recipe: Path) -> None:
     sets only), stage 6 trains on them, stage 7 decodes the adapter from features, cut where it was trained."""
     enc_top = REPO / "conf/lora/r32_qv_dec_enc2.yaml"
     out = run_recipe(recipe, *TINY, "--langs", "hi", "--eval_langs", "", "--stage", "5", "--stop_stage", "8",
-                     "--lora_config", str(enc_top), "--expdir", "exp_enc_top")
+                     "--lora_config", str(enc_top), "--expdir", "exp_enc_top", "--results", "RESULTS_enc_top.md")
     assert "the states below the top 2 encoder layers" in out
     for split in ("hi_train_sp", "hi_dev"):
         fingerprint = recipe / "dump" / "whisper_base" / "encoder_top2" / split / "fingerprint.json"
@@ -189,6 +189,7 @@ def test_top_encoder_layers_preset(recipe: Path) -> None:
             stats = json.loads((decode / "logdir" / f"output.{job}" / "stats.json").read_text())
             assert stats["input"] == "feats_scp"
         assert json.loads((decode / "score" / "scores.json").read_text())["num_utts"] == 4
+    assert "|hi_test|4|whisper_base|r32_qv_dec_enc2_train_smoke|" in (recipe / "RESULTS_enc_top.md").read_text()
 
 
 def test_lid_routing_and_codeswitching(recipe: Path) -> None:
