@@ -292,7 +292,8 @@ class Trainer:
         # DDP broadcasts rank 0's weights here, so every rank starts from the same adapter.  device_ids=None:
         # _forward moves the inputs itself (DDP would have to move a transformers ModelOutput).  Every LoRA
         # parameter takes part in every forward (adapters cover whole layers; encoder adapters never train on
-        # cached encoder outputs), so DDP need not search the graph for unused ones.
+        # cached encoder outputs, and an encoder_top adapter's top layers run in _encode on every step), so DDP
+        # need not search the graph for unused ones.  (encoder_top under DDP has no test yet.)
         self.ddp = DistributedDataParallel(model, device_ids=None) if dist.world_size > 1 else None
 
     # ------------------------------------------------------------------ helpers
