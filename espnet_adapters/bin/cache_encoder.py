@@ -32,6 +32,7 @@ from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
 from espnet_adapters.whisper.encoder_cache import (
     claim_cache_dir, encode_batches, encoder_fingerprint, shard_path, write_shard,
 )
+from espnet_adapters.whisper.encoder import cut_layer_below_top
 from espnet_adapters.whisper.features import iter_feats_scp, job_keys
 from espnet_adapters.whisper.model import load_whisper, pick_device
 
@@ -61,10 +62,10 @@ def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.num_threads)
     keys = job_keys(args.keys, read_map(args.feats_scp), args.feats_scp)
     model, _ = load_whisper(args.whisper_model, pick_device(args.ngpu))
-    layers = model.config.encoder_layers
-    if not 0 <= args.encoder_top <= layers:
-        raise UserInputError(f"--encoder_top {args.encoder_top}: the encoder has {layers} layers")
-    cut_layer = layers - args.encoder_top if args.encoder_top else None
+    try:
+        cut_layer = cut_layer_below_top(args.encoder_top, model.config.encoder_layers)
+    except ValueError as err:
+        raise UserInputError(f"--{err}") from err
     fingerprint = encoder_fingerprint(args.whisper_model, args.feats_scp, cut_layer)
     claim_cache_dir(args.out_dir, fingerprint, args.whisper_model, cut_layer)
     shape = (model.config.max_source_positions, model.config.d_model)

@@ -31,6 +31,13 @@ def layer_count(encoder: torch.nn.Module) -> int:
     return len(encoder.layers)
 
 
+def cut_layer_below_top(encoder_top: int, layers: int) -> int | None:
+    """The cut layer of an adapter on the top ``encoder_top`` of ``layers`` layers (None for 0: after the encoder)."""
+    if not 0 <= encoder_top <= layers:
+        raise ValueError(f"encoder_top {encoder_top}, but the encoder has {layers} layers")
+    return layers - encoder_top if encoder_top else None
+
+
 def check_cut_layer(encoder: torch.nn.Module, cut_layer: int) -> None:
     """A cut layer must lie inside the encoder: 0 < cut_layer <= layers."""
     count = layer_count(encoder)

@@ -35,7 +35,7 @@ import logging
 import re
 import struct
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -146,13 +146,13 @@ def encoder_fingerprint(model_source: str, feats_scp: Path, cut_layer: int | Non
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
-def _read_fingerprint(cache_dir: Path) -> dict[str, str]:
+def _read_fingerprint(cache_dir: Path) -> dict[str, Any]:
     path = cache_dir / FINGERPRINT_FILE
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         cut = record.get("cut_layer")
         return {"fingerprint": str(record["fingerprint"]), "model": str(record["model"]),
-                "cut_layer": "" if cut is None else str(int(cut))}
+                "cut_layer": None if cut is None else int(cut)}
     except FileNotFoundError as err:
         raise UserInputError(f"{cache_dir}: no {FINGERPRINT_FILE}; not an encoder cache (run stage 4)") from err
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
@@ -256,7 +256,7 @@ class EncoderCache:
         self.fingerprint = record["fingerprint"]
         self.model = record["model"]  # the resolved --whisper_model it was computed with
         # None: the encoder's outputs; L: the states after the first L layers (encoder_top adapters)
-        self.cut_layer = int(record["cut_layer"]) if record["cut_layer"] else None
+        self.cut_layer: int | None = record["cut_layer"]
         if self.cut_layer != cut_layer:
             def kind(layer: int | None) -> str:
                 return "the encoder's outputs" if layer is None else f"the states below encoder layer {layer}"

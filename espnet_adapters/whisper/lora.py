@@ -37,6 +37,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.config import YamlConfig
+from espnet_adapters.whisper.encoder import cut_layer_below_top
 from espnet_adapters.utils.fileio import atomic_dir
 
 logger = logging.getLogger(__name__)
@@ -103,11 +104,10 @@ def touches_encoder(spec: LoraSpec) -> bool:
 
 def encoder_cut_layer(spec: LoraSpec, encoder_layers: int) -> int | None:
     """The encoder layer before which an ``encoder_top`` adapter's frames are cut (None: after the encoder)."""
-    if not spec.encoder_top:
-        return None
-    if spec.encoder_top > encoder_layers:
-        raise UserInputError(f"{spec.source}: encoder_top {spec.encoder_top}, but the encoder has {encoder_layers} layers")
-    return encoder_layers - spec.encoder_top
+    try:
+        return cut_layer_below_top(spec.encoder_top, encoder_layers)
+    except ValueError as err:
+        raise UserInputError(f"{spec.source}: {err}") from err
 
 
 def _stacks(spec: LoraSpec) -> tuple[str, ...]:
