@@ -16,7 +16,6 @@
 #                   export_ct2)
 #   stage9-stage12  LID, routing, code-switching, their report (two or more --langs)
 
-
 family_init() {
     model_tag=$(basename "${whisper_model%/}" | tr '[:upper:]' '[:lower:]' | tr -c '[:alnum:]\n' '_')
     feats_dir=${dumpdir}/${model_tag}
@@ -84,8 +83,8 @@ stage5() {
 # (TOP 0), or the states below its top TOP layers.
 cache_set() {
     local set_name=$1 feats=${feats_dir}/$1/feats.scp out=${feats_dir}/$2/$1 top=$3 sig _cmd
-    sig="model=${whisper_model} top=${top} $(checksum "${feats}")"
-    [ "${top}" -gt 0 ] || sig="model=${whisper_model} $(checksum "${feats}")"  # as before encoder_top existed
+    sig="model=${whisper_model} $(checksum "${feats}")"
+    [ "${top}" -eq 0 ] || sig+=" top=${top}"  # top 0: the signature from before encoder_top existed
     up_to_date "${set_name}" "${out}" "${sig}" && return 0
     rm -rf "${out}"
     split_keys "${feats}" "${out}/logdir" "${nj}"
