@@ -6,7 +6,9 @@ has a value of the wrong type or out of range, or is empty, is an error naming
 the file (exit 1), not a traceback in stage 6 or a silent default.  With
 ``--lora_fields KEY ...`` it prints the LoRA config's values of those keys (its
 defaults where the file is silent), one ``KEY=VALUE`` line each, for the stage
-scripts (``where``, ``encoder_top``).
+scripts (``where``, ``encoder_top``).  With ``--whisper_model`` and ``--langs``, every
+language must have a language token in that Whisper model (``--langs Hindi`` or
+``--langs xx`` stops here, not in stage 7).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from espnet_adapters.train.trainer import TrainConfig
 from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
 from espnet_adapters.whisper.decode import DecodeOptions
 from espnet_adapters.whisper.lora import LoraSpec
+from espnet_adapters.whisper.model import unknown_languages
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -29,6 +32,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train_config", type=Path, help="conf/train/*.yaml (TrainConfig).")
     parser.add_argument("--decode_config", type=Path, help="conf/decode/*.yaml (DecodeOptions).")
     parser.add_argument("--lid_config", type=Path, help="conf/lid/*.yaml (LidConfig).")
+    parser.add_argument("--whisper_model", default=None, help="With --langs: the Whisper model that must know them.")
+    parser.add_argument("--langs", nargs="*", default=[], help="Language codes the recipe trains or evaluates.")
     parser.add_argument("--lora_fields", nargs="*", default=[], metavar="KEY",
                         help="Print these keys of the LoRA config as KEY=VALUE lines.")
     return parser
@@ -45,9 +50,12 @@ def run(args: argparse.Namespace) -> None:
             continue
         if not path.is_file():
             raise UserInputError(f"--{flag} {path}: no such file")
-        if not path.read_text(encoding="utf-8").strip():
-            raise UserInputError(f"{path}: empty; a config names at least one setting (see conf/ for examples)")
         loaded[flag] = cls.from_yaml(path)
+    if args.whisper_model is not None and args.langs:
+        unknown = unknown_languages(args.whisper_model, args.langs)
+        if unknown:
+            raise UserInputError(f"--langs: {' '.join(unknown)}: {args.whisper_model} has no language token for "
+                                 f"{'it' if len(unknown) == 1 else 'them'} (Whisper's codes: hi, it, pa, te, en, ...)")
     if args.lora_fields:
         if "lora_config" not in loaded:
             raise UserInputError("--lora_fields needs --lora_config")

@@ -41,17 +41,18 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _segments(in_dir: Path) -> dict[str, tuple[str, float, float]]:
+def _segments(in_dir: Path) -> dict[str, tuple[str, float, float, str]]:
+    """utt -> (recording, start, end, "segments:LINE") of ``in_dir/segments``, if there is one."""
     path = in_dir / "segments"
     if not path.exists():
         return {}
     segments = {}
-    for utt, value in read_map(path).items():
+    for utt, (number, value) in read_map_lines(path).items():
         fields = value.split()
         try:
-            segments[utt] = (fields[0], float(fields[1]), float(fields[2]))
+            segments[utt] = (fields[0], float(fields[1]), float(fields[2]), f"{path}:{number}")
         except (IndexError, ValueError) as err:
-            raise UserInputError(f"{path}: utterance {utt}: expected 'utt rec start end'") from err
+            raise UserInputError(f"{path}:{number}: utterance {utt}: expected 'utt rec start end'") from err
     return segments
 
 
@@ -67,9 +68,9 @@ def run(args: argparse.Namespace) -> None:
         ark, scp = tmp / "wav.ark", tmp / "wav.scp"
         with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}", write_function="soundfile") as writer:
             for utt in tqdm(keys, desc=f"format {args.in_dir.name}", mininterval=10):
-                rec, start, end = segments.get(utt, (utt, 0.0, None))
+                rec, start, end, segment = segments.get(utt, (utt, 0.0, None, None))
                 if rec not in wav_scp:
-                    skipped[utt] = f"no wav.scp entry for recording {rec}"
+                    skipped[utt] = f"{segment or args.in_dir / 'wav.scp'}: no wav.scp entry for recording {rec}"
                     continue
                 lineno, entry = wav_scp[rec]
                 where = f"{args.in_dir / 'wav.scp'}:{lineno}"
@@ -85,7 +86,8 @@ def run(args: argparse.Namespace) -> None:
                 last = len(audio) if end is None else int(round(end * args.fs))
                 piece = audio[first:last]
                 if piece.size == 0:
-                    skipped[utt] = f"{where}: segment {start}-{end} s is empty"
+                    skipped[utt] = (f"{segment}: segment {start}-{end} s is empty: recording {rec} ({where}) "
+                                    f"lasts {len(audio) / args.fs:.2f} s")
                     continue
                 writer(utt, (args.fs, piece))
                 durations[utt] = f"{piece.size / args.fs:.3f}"

@@ -64,7 +64,6 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from espnet_adapters.data.kaldi import read_map
 from espnet_adapters.decode_io import write_decode_outputs
 from espnet_adapters.utils.cli import UserInputError, make_parser, run_main, str2bool
 from espnet_adapters.whisper.ct2_decode import decode_batch as ct2_decode_batch
@@ -75,6 +74,7 @@ from espnet_adapters.whisper.decode import (
     decode_features,
     decode_options,
     detect_languages,
+    forced_languages,
     iter_batches,
     safeguard_stats,
     safeguard_summary,
@@ -135,10 +135,6 @@ def check_backend_args(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> None:
     """Load the inputs and the model, decode in batches, write the outputs."""
     torch.set_num_threads(args.num_threads)
-    utt2lang_path = args.data_dir / "utt2lang"
-    if args.lang_mode == "forced" and not utt2lang_path.exists():
-        raise UserInputError(f"{utt2lang_path}: missing; it is needed to force the language (or use --lang_mode auto)")
-    utt2lang = read_map(utt2lang_path) if utt2lang_path.exists() else {}
     opts = decode_options(args, args.lang_mode)
     check_backend_args(args)
     adapter_dirs = [] if args.adapter_dir is None else [args.adapter_dir]
@@ -157,6 +153,9 @@ def run(args: argparse.Namespace) -> None:
                                         args.merge_adapter)
     loaded = load_payloads(args.data_dir, processor.feature_extractor, keys=args.keys, feats_scp=args.feats_scp,
                            encoder_cache=args.encoder_cache)
+    utt2lang = {}
+    if args.lang_mode == "forced":
+        utt2lang = forced_languages(args.data_dir / "utt2lang", list(loaded.features), processor.tokenizer)
     audio_seconds = loaded.audio_seconds
     cache = None
     if args.encoder_cache is not None:

@@ -176,6 +176,8 @@ def _check_text(table: Table, problems: Problems) -> None:
     for number, key, value in table.entries:
         if not value:
             problems.add(table.label, number, "empty transcript", repr(key))
+        elif not any(unicodedata.category(char)[0] in "LMN" for char in value):
+            problems.add(table.label, number, "transcript has no words (only punctuation or symbols)", repr(key))
         elif bad and not bad.keys().isdisjoint(value):
             column, char = next((i, c) for i, c in enumerate(value, 1) if c in bad)
             problems.add(table.label, number, bad[char], f"in transcript of {key!r}, character {column}")
@@ -187,8 +189,10 @@ def _check_wav_scp(table: Table, problems: Problems, *, check_audio: bool) -> No
         reason = _wav_value_problem(value)
         if reason is not None:
             problems.add(table.label, number, reason, f"{key!r} {value!r}")
-        elif check_audio and not value.endswith("|") and not _audio_exists(value):
-            problems.add(table.label, number, "audio file not found", f"{key!r} {value!r}")
+        elif check_audio and not value.endswith("|"):
+            reason = _audio_problem(value)
+            if reason is not None:
+                problems.add(table.label, number, reason, f"{key!r} {value!r}")
 
 
 def _wav_value_problem(value: str) -> str | None:
@@ -205,11 +209,16 @@ def _wav_value_problem(value: str) -> str | None:
     return None
 
 
-def _audio_exists(value: str) -> bool:
-    if os.path.exists(value):
-        return True
-    path = ark_file(value)
-    return path is not None and os.path.exists(path)
+def _audio_problem(value: str) -> str | None:
+    """Why the audio of a path or ``ark:offset`` value cannot be read, or None."""
+    path = value if os.path.exists(value) else ark_file(value)
+    if path is None or not os.path.exists(path):
+        return "audio file not found"
+    if not os.path.isfile(path):
+        return "audio path is not a file"
+    if os.path.getsize(path) == 0:
+        return "audio file is empty (0 bytes)"
+    return None
 
 
 _VALUE_CHECKS: dict[str, Callable[[Table, Problems], None]] = {

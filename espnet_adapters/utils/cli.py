@@ -5,7 +5,10 @@ calls :func:`setup_logging` (library modules only ever use
 ``logging.getLogger(__name__)``), logs its own command line so a log file says
 how it was produced, and turns :class:`UserInputError` into a one-line message
 and exit status 1 instead of a traceback: bad input must be reported by file
-and line, not by a stack trace from deep inside a library.
+and line, not by a stack trace from deep inside a library.  An ``OSError``
+that names a file (an output dir that cannot be created, a missing or
+unreadable input) is reported the same way, with the file and the system's
+reason (its traceback is logged at debug level).
 """
 
 from __future__ import annotations
@@ -57,6 +60,12 @@ def setup_logging(verbose: int = 0) -> None:
     logging.getLogger().setLevel(level)
 
 
+def os_error_message(err: OSError) -> str:
+    """``path: reason`` for a file-system error (both paths of a failed rename or link)."""
+    where = str(err.filename) if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+    return f"{where}: {err.strerror or err}"
+
+
 def run_main(
     parser: argparse.ArgumentParser,
     body: Callable[[argparse.Namespace], int | None],
@@ -71,5 +80,11 @@ def run_main(
         status = body(args)
     except UserInputError as err:
         logging.getLogger(__name__).error("%s", err)
+        return 1
+    except OSError as err:
+        if err.filename is None:  # not about a file the user named: a real failure, with its traceback
+            raise
+        logging.getLogger(__name__).debug("traceback", exc_info=True)
+        logging.getLogger(__name__).error("%s", os_error_message(err))
         return 1
     return 0 if status is None else int(status)

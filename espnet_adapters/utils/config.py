@@ -62,6 +62,7 @@ def load_yaml_config(path: str | os.PathLike[str], cls: type[ConfigT]) -> Config
     """Build dataclass ``cls`` from the yaml mapping in ``path``; errors name the file.
 
     Lists become tuples, so the configs stay hashable and frozen dataclasses stay immutable.
+    An empty file is an error: a config with nothing in it is a mistake, not "all defaults".
     ``cls.__post_init__`` may raise ``ValueError`` for values out of range.
     """
     try:
@@ -71,7 +72,9 @@ def load_yaml_config(path: str | os.PathLike[str], cls: type[ConfigT]) -> Config
         raise UserInputError(f"{path}: cannot read: {err.strerror}") from err
     except yaml.YAMLError as err:
         raise UserInputError(f"{path}: invalid yaml: {err}") from err
-    return config_from_mapping(cls, {} if raw is None else raw, str(path))
+    if raw is None:  # an empty file (or only comments) is a mistake, not "all defaults"
+        raise UserInputError(f"{path}: empty; a config names at least one setting (see conf/ for examples)")
+    return config_from_mapping(cls, raw, str(path))
 
 
 def config_from_mapping(cls: type[ConfigT], raw: Any, where: str) -> ConfigT:

@@ -103,6 +103,7 @@ import yaml
 from transformers import LogitsProcessor, PreTrainedTokenizerBase, WhisperForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
+from espnet_adapters.data.kaldi_maps import read_map_lines
 from espnet_adapters.utils.cli import UserInputError, str2bool
 from espnet_adapters.utils.config import YamlConfig, load_yaml_config
 from espnet_adapters.whisper.script import ScriptLogitsProcessor
@@ -404,6 +405,33 @@ def detect_languages(
     inputs = _encoder_kwargs(_to_model(model, input_features), _to_model(model, encoder_outputs))
     id_to_lang = {idx: code.strip("<|>") for code, idx in model.generation_config.lang_to_id.items()}
     return [id_to_lang[int(idx)] for idx in model.detect_language(**inputs).view(-1)]
+
+
+def forced_languages(
+    utt2lang: Path, utts: Sequence[str], tokenizer: PreTrainedTokenizerBase
+) -> dict[str, str]:
+    """The language each of ``utts`` is decoded in, from ``utt2lang``, checked before any decoding.
+
+    An utterance without a line, or a language Whisper has no token for, is an
+    error naming ``utt2lang`` (and the line), not a ``ValueError`` from inside
+    ``generate`` after the model is loaded.
+    """
+    if not utt2lang.is_file():
+        raise UserInputError(f"{utt2lang}: missing; it is needed to force the language (or use --lang_mode auto)")
+    lines = read_map_lines(utt2lang)
+    known: dict[str, bool] = {}
+    forced = {}
+    for utt in utts:
+        if utt not in lines:
+            raise UserInputError(f"{utt2lang}: no language for utterance {utt}")
+        number, lang = lines[utt]
+        if lang not in known:
+            token = tokenizer.convert_tokens_to_ids(f"<|{lang}|>")
+            known[lang] = isinstance(token, int) and token != tokenizer.unk_token_id
+        if not known[lang]:
+            raise UserInputError(f"{utt2lang}:{number}: language {lang!r} of {utt}: Whisper has no token <|{lang}|>")
+        forced[utt] = lang
+    return forced
 
 
 def compression_ratio(text: str) -> float:

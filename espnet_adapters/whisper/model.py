@@ -17,11 +17,17 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from peft import PeftModel
 from safetensors import safe_open
-from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
+from transformers import (
+    WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+    WhisperTokenizer,
+)
 
 from espnet_adapters.utils.cli import UserInputError
 
@@ -41,6 +47,8 @@ def resolve_model(name: str, models_dir: Path = MODELS_DIR) -> str:
         if not (Path(name) / "config.json").exists():
             raise UserInputError(f"{name}: a directory without config.json is not a transformers model")
         return str(Path(name).resolve())
+    if Path(name).is_absolute() or name.startswith(("./", "../", "~")) or name.count("/") > 1:
+        raise UserInputError(f"--whisper_model {name}: no such directory (a Hub id is owner/name)")
     if "/" not in name:
         raise UserInputError(
             f"--whisper_model {name}: not under {models_dir} (run tools/install.sh), not a directory, "
@@ -72,6 +80,17 @@ def load_feature_extractor(name: str) -> WhisperFeatureExtractor:
         return WhisperFeatureExtractor.from_pretrained(source)
     except OSError as err:
         raise load_error(source, err) from err
+
+
+def unknown_languages(name: str, langs: Sequence[str]) -> list[str]:
+    """The codes of ``langs`` that ``--whisper_model``'s tokenizer has no language token ``<|xx|>`` for."""
+    source = resolve_model(name)
+    try:
+        tokenizer = WhisperTokenizer.from_pretrained(source)
+    except OSError as err:
+        raise load_error(source, err) from err
+    ids = tokenizer.convert_tokens_to_ids([f"<|{lang}|>" for lang in langs])
+    return [lang for lang, token in zip(langs, ids) if token is None or token == tokenizer.unk_token_id]
 
 
 def adapter_touches_encoder(adapter_dir: Path) -> bool:

@@ -94,7 +94,16 @@ class FakeModel:
     generation_config = SimpleNamespace(lang_to_id={f"<|{lang}|>": k for k, lang in enumerate(DETECTED_SET)})
 
 
-FAKE_PROCESSOR = SimpleNamespace(feature_extractor=SimpleNamespace(hop_length=160), tokenizer=None)
+class FakeTokenizer:
+    """Only what the decoders ask before decoding: whether a language has a token."""
+
+    unk_token_id = -1
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        return 1 if token in FakeModel.generation_config.lang_to_id else -1
+
+
+FAKE_PROCESSOR = SimpleNamespace(feature_extractor=SimpleNamespace(hop_length=160), tokenizer=FakeTokenizer())
 
 
 class FakeRoutingWeights:

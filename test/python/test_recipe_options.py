@@ -45,6 +45,8 @@ def _fails(recipe: Path, *args: str) -> str:
     (("--decode_lang", "hi"), "--decode_lang 'hi': expected forced or auto"),
     (("--stage", "5", "--stop_stage", "2"), "--stage '5': expected a stage <= --stop_stage 2"),
     (("--cross_eval", "yes"), 'expected "true" or "false": --cross_eval yes'),
+    (("--langs", "hi xx"), "--langs: xx: whisper-base has no language token for it"),
+    (("--eval_langs", "zz"), "--langs: zz: whisper-base has no language token for it"),
 ])
 def test_bad_option(recipe: Path, args: tuple[str, ...], message: str) -> None:
     assert message in _fails(recipe, *args)

@@ -132,6 +132,7 @@ if [ -n "${models}" ]; then
     done
     exit 0
 fi
+lock_recipe
 # The stages of --model_family: the functions of <family>_stages.sh beside this script.
 family_stages=${template_dir}/${model_family}_stages.sh
 if [[ ! "${model_family}" =~ ^[a-z0-9]+$ ]] || [ ! -f "${family_stages}" ]; then
@@ -162,10 +163,16 @@ if [ ! -f "${decode_config}" ]; then
     exit 1
 fi
 # Every config through its dataclass (unknown keys, types, ranges, empty files: an error naming the
-# file), and the LoRA settings the stage scripts read (lora_field).
+# file), the languages against the model, and the LoRA settings the stage scripts read (lora_field).
+# For Whisper, the languages must be the model's (a language token each).
+model_langs=()
+if [ "${model_family}" = whisper ]; then
+    read -r -a model_langs <<< "${langs} ${eval_langs}"
+    model_langs=(--whisper_model "${whisper_model}" --langs "${model_langs[@]}")
+fi
 lora_settings=$(quietly "${expdir}/log/check_configs.log" python3 -m espnet_adapters.bin.check_configs \
     --lora_config "${lora_config}" --train_config "${train_config}" --decode_config "${decode_config}" \
-    --lid_config "${lid_config}" --lora_fields where encoder_top)
+    --lid_config "${lid_config}" --lora_fields where encoder_top "${model_langs[@]}")
 if [ "${decode_backend}" != hf ] && [ "${decode_backend}" != ct2 ]; then
     log "Error: --decode_backend ${decode_backend}: hf or ct2"
     exit 2
@@ -239,8 +246,14 @@ if run_stage 3; then
     for set_name in $(all_sets); do
         src=data/${set_name}
         out=${dumpdir}/raw/${set_name}
-        sig="fs=${fs} min=${min_dur} max=${max_dur} $(checksum "${src}"/{wav.scp,text,utt2spk})"
+        made_by=1
+        [[ "${set_name}" != *_train_sp ]] || made_by=2
+        upstream=$(input_sig "${src}" "${made_by}")
+        sig="fs=${fs} min=${min_dur} max=${max_dur} ${upstream} $(checksum "${src}"/{wav.scp,text,utt2spk}) $(audio_stamp "${src}")"
         up_to_date "${set_name}" "${out}" "${sig}" && continue
+        # data/ may have been edited since stage 1: every problem named by file and line, not an
+        # utterance silently dropped by the joins below.
+        utils/validate_data_dir.sh "${src}"
         rm -f "${out}/.done"
         logdir=${expdir}/format/${set_name}
         audio=${dumpdir}/audio/${set_name}

@@ -66,6 +66,19 @@ timing_report() {
     awk -F '\t' -v run="${run_started}" '$1 == run { printf "  stage %-3s %6d s  %s\n", $2, $3, $4 }' \
         "${expdir}/log/timing.tsv" | while IFS= read -r line; do log_depth=2 log "${line}"; done
 }
+# lock_recipe: one run at a time in this recipe dir (two would write the same data/, dump/ and
+# exp/): the second refuses, naming the first.  The lock (flock on .adapt.lock) is held by this
+# shell and every job it starts, so it ends only when the run and all its jobs have ended (even
+# after kill -9 of the script, the jobs still writing keep it).
+lock_recipe() {
+    local lock=.adapt.lock
+    exec {lock_fd}>> "${lock}"
+    if ! flock -n "${lock_fd}"; then
+        log "Error: another run is using $(pwd) ($(cat "${lock}" 2>/dev/null || echo "${lock}")); wait for it to end (two runs would write the same data/, dump/ and exp/)"
+        exit 1
+    fi
+    printf 'pid %s, started %s: %s\n' "$$" "$(date '+%Y-%m-%dT%H:%M:%S')" "${run_args}" > "${lock}"
+}
 # --- options: checked before anything runs (a typo is an error, not "Successfully finished")
 
 # option_error NAME VALUE WHAT: the option's value is not WHAT; the run stops (exit 2).
@@ -131,6 +144,25 @@ up_to_date() {
 }
 mark_done() { printf '%s\n' "$2" > "$1/.done.tmp" && mv "$1/.done.tmp" "$1/.done"; }
 checksum() { cat "$@" | md5sum | cut -c1-16; }
+# input_sig DIR STAGE: the signature of DIR, an input that stage STAGE made, for the signature of
+# the stage that reads it (so a re-made input re-makes what was made from it).  An input without
+# .done (never made, or its stage was interrupted) stops the run, naming the stage to re-run.
+# Call it in an assignment of its own (var=$(input_sig ...)): set -e sees its failure only there.
+input_sig() {
+    if [ ! -f "$1/.done" ]; then
+        log_depth=2 log "Error: $1 is missing or incomplete (no $1/.done): run stage $2 for it first (--stage $2)" >&2
+        return 1
+    fi
+    checksum "$1/.done"
+}
+# audio_stamp DIR: size and modification time (ns) of every file DIR/wav.scp reads (an audio file or
+# an ark; a command "... |" is in wav.scp's own checksum), so that audio replaced under the same
+# name (another recording of the same length, a re-made ark) changes the signature of what reads
+# it.  A missing file adds nothing: the stage reading it names it.
+audio_stamp() {
+    awk '$NF !~ /[|]$/ { f = $2; sub(/:[0-9]+$/, "", f); if (!(f in seen)) { seen[f]; print f } }' "$1/wav.scp" \
+        | { xargs -r -d '\n' stat -c '%s %.9Y' 2> /dev/null || true; } | md5sum | cut -c1-16
+}
 
 # --- Jobs ------------------------------------------------------------------------------------
 

@@ -44,12 +44,13 @@ family_init() {
 }
 
 stage4() {
-    local set_name src out sig
+    local set_name src out sig upstream
     log "Stage 4: OWSM S2T data dirs ${dumpdir}/raw/ -> ${dumpdir}/owsm/"
     for set_name in $(all_sets); do
         src=${dumpdir}/raw/${set_name}
         out=${dumpdir}/owsm/${set_name}
-        sig="$(checksum "${src}"/{wav.scp,text,utt2lang})"
+        upstream=$(input_sig "${src}" 3)
+        sig="${upstream} $(checksum "${src}"/{wav.scp,text,utt2lang}) $(audio_stamp "${src}")"
         up_to_date "${set_name}" "${out}" "${sig}" && continue
         ${train_cmd} "${expdir}/log/s2t_data/${set_name}.log" \
             python3 -m espnet_adapters.bin.prepare_s2t_data "${src}" "${out}"
@@ -78,9 +79,10 @@ stage5() {
         log "  ${owsm_base_file}"
         return
     fi
-    local tiny=${expdir}/owsm_tiny sig texts args split stats_nj n keys input_dirs _cmd
+    local tiny=${expdir}/owsm_tiny sig texts args split stats_nj n keys input_dirs _cmd inputs=() set_dir
     mapfile -t texts < <(each_lang "${dumpdir}/owsm/<lang>_${train_split}/text" "${dumpdir}/owsm/<lang>_dev/text")
-    sig="epochs=${owsm_tiny_epochs} vocab=${owsm_vocab_size} seed=${seed} $(checksum "${owsm_tiny_config}" "${texts[@]}")"
+    for set_dir in "${texts[@]%/text}"; do inputs+=("$(input_sig "${set_dir}" 4)") || return 1; done
+    sig="epochs=${owsm_tiny_epochs} vocab=${owsm_vocab_size} seed=${seed} ${inputs[*]} $(checksum "${owsm_tiny_config}" "${texts[@]}")"
     log "Stage 5: tiny OWSM (${owsm_tiny_config}, ${owsm_tiny_epochs} epochs) on the training sets of ${langs} -> ${tiny}/owsm_tiny.zip"
     up_to_date "${tiny}" "${tiny}" "${sig}" && return
     mkdir -p "${tiny}" && rm -f "${tiny}/.done"
@@ -153,7 +155,9 @@ train_setup() {
 
 # cell_signature LANG LORA_CONFIG: sets sig, what LANG's adapter with LORA_CONFIG is made from.
 cell_signature() {
-    sig="owsm=${owsm_model} seed=${seed} $(checksum "$2" "${owsm_train_config}" "${owsm_base_file}" \
+    local inputs=() split
+    for split in "${train_split}" dev; do inputs+=("$(input_sig "${dumpdir}/owsm/$1_${split}" 4)") || return 1; done
+    sig="owsm=${owsm_model} seed=${seed} ${inputs[*]} $(checksum "$2" "${owsm_train_config}" "${owsm_base_file}" \
         "${dumpdir}/owsm/$1_${train_split}/text" "${dumpdir}/owsm/$1_dev/text")"
 }
 
@@ -199,12 +203,14 @@ cell_finished() {
 
 # decode_set MODEL_DIR_TAG DATA_SET [ADAPTER_DIR]: stage 7, the base model or one adapter on one set.
 decode_set() {
-    local tag=$1 set_name=$2 adapter=${3:-} opts=() sig
+    local tag=$1 set_name=$2 adapter=${3:-} opts=() sig upstream trained
     [ -n "${owsm_base_file:-}" ] || owsm_base
-    sig="owsm=${owsm_model} beam=${beam_size:-1} maxlenratio=${owsm_maxlenratio} $(checksum "${owsm_base_file}" "${dumpdir}/raw/${set_name}"/{wav.scp,utt2lang})"
+    upstream=$(input_sig "${dumpdir}/raw/${set_name}" 3)
+    sig="owsm=${owsm_model} beam=${beam_size:-1} maxlenratio=${owsm_maxlenratio} ${upstream} $(checksum "${owsm_base_file}" "${dumpdir}/raw/${set_name}"/{wav.scp,utt2lang}) $(audio_stamp "${dumpdir}/raw/${set_name}")"
     if [ -n "${adapter}" ]; then
         opts+=(--adapter_dir "${adapter}")
-        sig+=" adapter=$(checksum "${adapter}"/adapter.{yaml,pth})"
+        trained=$(input_sig "$(dirname "${adapter}")" 6)
+        sig+=" adapter=$(checksum "${adapter}"/adapter.{yaml,pth}) ${trained}"
     fi
     decode_jobs "${expdir}/${tag}/decode_${set_name}${inference_tag}" "${set_name}" "${sig}" owsm_decode \
         --owsm_model "${owsm_pack}" --owsm_cache "${owsm_cache}" \

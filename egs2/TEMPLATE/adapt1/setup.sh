@@ -13,6 +13,11 @@ if [ $# -ne 2 ]; then
 fi
 dir=$1
 langs=$2
+# The same rule as adapt.sh's --langs (check_options): one or more ISO 639-1 codes.
+if [ -z "${langs// /}" ] || [[ ! "${langs}" =~ ^[[:space:]]*[a-z]{2,3}([[:space:]]+[a-z]{2,3})*[[:space:]]*$ ]]; then
+    echo "$0: languages '${langs}': expected one or more ISO 639-1 codes like hi, separated by spaces" >&2
+    exit 2
+fi
 template=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 main_root=$(cd "${template}/../../.." && pwd)
 

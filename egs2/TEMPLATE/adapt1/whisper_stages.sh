@@ -41,12 +41,13 @@ family_init() {
 }
 
 stage4() {
-    local set_name data out sig jobs
+    local set_name data out sig jobs upstream
     log "Stage 4: log-mel features for ${whisper_model} ${dumpdir}/raw/ -> ${feats_dir}/"
     for set_name in $(all_sets); do
         data=${dumpdir}/raw/${set_name}
         out=${feats_dir}/${set_name}
-        sig="model=${whisper_model} $(checksum "${data}/wav.scp")"
+        upstream=$(input_sig "${data}" 3)
+        sig="model=${whisper_model} ${upstream} $(checksum "${data}/wav.scp") $(audio_stamp "${data}")"
         up_to_date "${set_name}" "${out}" "${sig}" && continue
         rm -rf "${out}"
         split_keys "${data}/wav.scp" "${out}/logdir" "${nj}"
@@ -82,8 +83,9 @@ stage5() {
 # cache_set SET DIR TOP: cache_encoder jobs for SET into ${feats_dir}/DIR/SET: the encoder's outputs
 # (TOP 0), or the states below its top TOP layers.
 cache_set() {
-    local set_name=$1 feats=${feats_dir}/$1/feats.scp out=${feats_dir}/$2/$1 top=$3 sig _cmd
-    sig="model=${whisper_model} $(checksum "${feats}")"
+    local set_name=$1 feats=${feats_dir}/$1/feats.scp out=${feats_dir}/$2/$1 top=$3 sig _cmd upstream
+    upstream=$(input_sig "${feats_dir}/${set_name}" 4)
+    sig="model=${whisper_model} ${upstream} $(checksum "${feats}")"
     [ "${top}" -eq 0 ] || sig+=" top=${top}"  # top 0: the signature from before encoder_top existed
     up_to_date "${set_name}" "${out}" "${sig}" && return 0
     rm -rf "${out}"
@@ -114,8 +116,14 @@ train_setup() {
 
 # cell_signature LANG LORA_CONFIG: sets sig, what LANG's adapter with LORA_CONFIG is made from.
 cell_signature() {
+    local inputs=() split
     search_opts train
-    sig="model=${whisper_model} seed=${seed} ${search_sig} $(checksum "$2" "${train_config}" \
+    for split in "${train_split}" dev; do
+        inputs+=("$(input_sig "${dumpdir}/raw/$1_${split}" 3)") || return 1
+        inputs+=("$(input_sig "${feats_dir}/$1_${split}" 4)") || return 1
+        [ -z "${train_cache}" ] || inputs+=("$(input_sig "${feats_dir}/${train_cache}/$1_${split}" 5)") || return 1
+    done
+    sig="model=${whisper_model} seed=${seed} ${search_sig} ${inputs[*]} $(checksum "$2" "${train_config}" \
         "${feats_dir}/$1_${train_split}/feats.scp" "${feats_dir}/$1_dev/feats.scp")"
 }
 
@@ -151,11 +159,16 @@ cell_finished() {
 run_decode() {
     local dir=$1 set_name=$2 sig=$3 program=$4
     shift 4
-    local data=${dumpdir}/raw/${set_name} search search_sig
+    local data=${dumpdir}/raw/${set_name} search search_sig inputs=()
     local opts=(--feats_scp "${feats_dir}/${set_name}/feats.scp")
-    ! ${use_encoder_cache} || opts+=(--encoder_cache "${feats_dir}/encoder/${set_name}")
+    inputs+=("$(input_sig "${data}" 3)") || return 1
+    inputs+=("$(input_sig "${feats_dir}/${set_name}" 4)") || return 1
+    if ${use_encoder_cache}; then
+        opts+=(--encoder_cache "${feats_dir}/encoder/${set_name}")
+        inputs+=("$(input_sig "${feats_dir}/encoder/${set_name}" 5)") || return 1
+    fi
     search_opts
-    sig="${program} model=${whisper_model} ${search_sig} ${sig} $(checksum "${data}"/{wav.scp,utt2lang,utt2dur} "${feats_dir}/${set_name}/feats.scp")"
+    sig="${program} model=${whisper_model} ${search_sig} ${sig} ${inputs[*]} $(checksum "${data}"/{wav.scp,utt2lang,utt2dur} "${feats_dir}/${set_name}/feats.scp")"
     decode_jobs "${dir}" "${set_name}" "${sig}" "${program}" "${opts[@]}" "$@" \
         --whisper_model "${whisper_model}" "${search[@]}" \
         --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
@@ -186,7 +199,7 @@ export_ct2() {
 # decode_set MODEL_DIR_TAG DATA_SET [ADAPTER_DIR]: stage 7, the base model or one adapter on one set.
 # --decode_backend ct2: the export of the model (export_ct2), decoded by CTranslate2 from the features.
 decode_set() {
-    local tag=$1 set_name=$2 adapter=${3:-}
+    local tag=$1 set_name=$2 adapter=${3:-} trained
     local opts=(--lang_mode "${decode_lang}") sig="lang=${decode_lang}"
     if [ "${decode_backend}" = ct2 ]; then
         # run_decode reads no encoder cache: the cached outputs are transformers', CTranslate2 encodes itself.
@@ -196,7 +209,8 @@ decode_set() {
         sig+=" backend=ct2 export=$(checksum "$(dirname "${ct2_dir}")/manifest.json")"
     elif [ -n "${adapter}" ]; then
         opts+=(--adapter_dir "${adapter}")
-        sig+=" adapter=$(checksum "${adapter}/adapter_model.safetensors")"
+        trained=$(input_sig "$(dirname "${adapter}")" 6)
+        sig+=" adapter=$(checksum "${adapter}/adapter_model.safetensors") ${trained}"
     fi
     run_decode "${expdir}/${tag}/decode_${set_name}${inference_tag}" "${set_name}" "${sig}" whisper_decode "${opts[@]}"
 }
@@ -205,10 +219,12 @@ decode_set() {
 lid_sets() { each_lang "${dumpdir}/raw/<lang>_$1:${feats_dir}/<lang>_$1:${feats_dir}/encoder/<lang>_$1"; }
 
 stage9() {
-    local sig split out opts esig feats train_sets dev_sets eval_sets crops
+    local sig split out opts esig feats train_sets dev_sets eval_sets crops caches cache inputs=()
     log "Stage 9: language ID (${lid_config}) on the frozen encoder's outputs -> ${lid_exp}"
     mapfile -t feats < <(each_lang "${feats_dir}/<lang>_${train_split}/feats.scp" "${feats_dir}/<lang>_dev/feats.scp")
-    sig="model=${whisper_model} seed=${seed} $(checksum "${lid_config}" "${feats[@]}")"
+    mapfile -t caches < <(each_lang "${feats_dir}/encoder/<lang>_${train_split}" "${feats_dir}/encoder/<lang>_dev")
+    for cache in "${caches[@]}"; do inputs+=("$(input_sig "${cache}" 5)") || return 1; done
+    sig="model=${whisper_model} seed=${seed} ${inputs[*]} $(checksum "${lid_config}" "${feats[@]}")"
     if ! up_to_date "${lid_exp}" "${lid_exp}" "${sig}"; then
         mkdir -p "${lid_exp}" && rm -f "${lid_exp}/.done"
         mapfile -t train_sets < <(lid_sets "${train_split}")
@@ -226,7 +242,10 @@ stage9() {
         opts=(--crop_seconds --whisper_baseline false)
         [ "${split}" = dev ] || opts=(--crop_seconds "${crops[@]}" --whisper_baseline true)
         mapfile -t feats < <(each_lang "${feats_dir}/<lang>_${split}/feats.scp")
-        esig="${sig} ${opts[*]} $(checksum "${lid_exp}/lid_model.safetensors" "${feats[@]}")"
+        mapfile -t caches < <(each_lang "${feats_dir}/encoder/<lang>_${split}")
+        inputs=()
+        for cache in "${caches[@]}"; do inputs+=("$(input_sig "${cache}" 5)") || return 1; done
+        esig="${sig} ${opts[*]} ${inputs[*]} $(checksum "${lid_exp}/lid_model.safetensors" "${feats[@]}")"
         up_to_date "${out}" "${out}" "${esig}" && continue
         mkdir -p "${out}" && rm -f "${out}/.done"
         mapfile -t eval_sets < <(lid_sets "${split}")
