@@ -407,6 +407,12 @@ def detect_languages(
     return [id_to_lang[int(idx)] for idx in model.detect_language(**inputs).view(-1)]
 
 
+def language_token(tokenizer: PreTrainedTokenizerBase, lang: str) -> int | None:
+    """The id of Whisper's language token ``<|lang|>``; None when the tokenizer has none."""
+    token = tokenizer.convert_tokens_to_ids(f"<|{lang}|>")
+    return token if isinstance(token, int) and token != tokenizer.unk_token_id else None
+
+
 def forced_languages(
     utt2lang: Path, utts: Sequence[str], tokenizer: PreTrainedTokenizerBase
 ) -> dict[str, str]:
@@ -426,8 +432,7 @@ def forced_languages(
             raise UserInputError(f"{utt2lang}: no language for utterance {utt}")
         number, lang = lines[utt]
         if lang not in known:
-            token = tokenizer.convert_tokens_to_ids(f"<|{lang}|>")
-            known[lang] = isinstance(token, int) and token != tokenizer.unk_token_id
+            known[lang] = language_token(tokenizer, lang) is not None
         if not known[lang]:
             raise UserInputError(f"{utt2lang}:{number}: language {lang!r} of {utt}: Whisper has no token <|{lang}|>")
         forced[utt] = lang

@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from espnet_adapters.utils.cli import UserInputError
+from espnet_adapters.whisper.decode import language_token
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,7 @@ def unknown_languages(name: str, langs: Sequence[str]) -> list[str]:
         tokenizer = WhisperTokenizer.from_pretrained(source)
     except OSError as err:
         raise load_error(source, err) from err
-    ids = tokenizer.convert_tokens_to_ids([f"<|{lang}|>" for lang in langs])
-    return [lang for lang, token in zip(langs, ids) if token is None or token == tokenizer.unk_token_id]
+    return [lang for lang in langs if language_token(tokenizer, lang) is None]
 
 
 def adapter_touches_encoder(adapter_dir: Path) -> bool:
