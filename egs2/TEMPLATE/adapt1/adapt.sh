@@ -164,15 +164,10 @@ if [ ! -f "${decode_config}" ]; then
 fi
 # Every config through its dataclass (unknown keys, types, ranges, empty files: an error naming the
 # file), the languages against the model, and the LoRA settings the stage scripts read (lora_field).
-# For Whisper, the languages must be the model's (a language token each).
-model_langs=()
-if [ "${model_family}" = whisper ]; then
-    read -r -a model_langs <<< "${langs} ${eval_langs}"
-    model_langs=(--whisper_model "${whisper_model}" --langs "${model_langs[@]}")
-fi
+mapfile -t model_checks < <(model_check_args)
 lora_settings=$(quietly "${expdir}/log/check_configs.log" python3 -m espnet_adapters.bin.check_configs \
     --lora_config "${lora_config}" --train_config "${train_config}" --decode_config "${decode_config}" \
-    --lid_config "${lid_config}" --lora_fields where encoder_top "${model_langs[@]}")
+    --lid_config "${lid_config}" --lora_fields where encoder_top "${model_checks[@]}")
 if [ "${decode_backend}" != hf ] && [ "${decode_backend}" != ct2 ]; then
     log "Error: --decode_backend ${decode_backend}: hf or ct2"
     exit 2

@@ -3,6 +3,7 @@
 # entry points and LoRA adapters, launched through ${train_cmd}/${cuda_cmd}/${decode_cmd}
 # as ESPnet's s2t.sh launches them.  The same functions as whisper_stages.sh (see there);
 # they use adapt.sh's options and lib.sh's helpers:
+#   model_check_args  none (see below)
 #   family_init     model_tag owsm_<model>; --owsm_cache; multi-node training is refused
 #   stage4          S2T data dirs ${dumpdir}/owsm/<set>: text with <lang><asr><notimestamps>,
 #                   text.prev, text.ctc
@@ -29,6 +30,10 @@ print("\n".join(data_args(sys.argv[1], Path(sys.argv[2]))))' "$1" "$2"
 
 # espnet_run: ESPnet's entry points with our two import fixes (espnet_adapters/owsm/espnet_compat.py).
 espnet_run=(python3 -m espnet_adapters.bin.espnet_run)
+
+# model_check_args: none (the tiny OWSM learns the recipe's languages; a pretrained OWSM's
+# language list is not checked before stage 1).
+model_check_args() { :; }
 
 family_init() {
     model_tag=owsm_$(basename "${owsm_model%/}" .zip | sed 's/^owsm_//' | tr '[:upper:]' '[:lower:]' | tr -c '[:alnum:]\n' '_')

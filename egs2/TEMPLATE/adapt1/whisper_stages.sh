@@ -2,6 +2,7 @@
 # Whisper's stages of adapt.sh (--model_family whisper: transformers + peft), sourced by it.
 # Every family's stage file defines the same functions, which adapt.sh calls under its
 # stage guards; they use adapt.sh's options and lib.sh's helpers:
+#   model_check_args  check_configs' options that check --langs against the model, one a line
 #   family_init     checks the family's options; sets model_tag (and what the stages share)
 #   stage4          features: Whisper log-mel -> ${dumpdir}/<model>/<set>/feats.scp (kaldiio)
 #   stage5          encoder cache: frozen encoder outputs -> ${dumpdir}/<model>/encoder/<set>,
@@ -15,6 +16,13 @@
 #   decode_set      stage 7: one decode dir (whisper_decode; --decode_backend ct2: of an export,
 #                   export_ct2)
 #   stage9-stage12  LID, routing, code-switching, their report (two or more --langs)
+
+# model_check_args: every language of the recipe must have a language token in --whisper_model.
+model_check_args() {
+    local lang
+    printf '%s\n' --whisper_model "${whisper_model}" --langs
+    for lang in ${langs} ${eval_langs}; do echo "${lang}"; done
+}
 
 family_init() {
     model_tag=$(basename "${whisper_model%/}" | tr '[:upper:]' '[:lower:]' | tr -c '[:alnum:]\n' '_')
