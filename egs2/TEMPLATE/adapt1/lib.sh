@@ -69,13 +69,18 @@ timing_report() {
 # lock_recipe: one run at a time in this recipe dir (two would write the same data/, dump/ and
 # exp/): the second refuses, naming the first.  The lock (flock on .adapt.lock) is held by this
 # shell and every job it starts, so it ends only when the run and all its jobs have ended (even
-# after kill -9 of the script, the jobs still writing keep it).
+# after kill -9 of the script, the jobs still writing keep it).  A lock still held is waited for
+# up to 20 s first: the processes of a run just killed take a moment to exit, and re-running at
+# once is what a user does.
 lock_recipe() {
     local lock=.adapt.lock
     exec {lock_fd}>> "${lock}"
     if ! flock -n "${lock_fd}"; then
-        log "Error: another run is using $(pwd) ($(cat "${lock}" 2>/dev/null || echo "${lock}")); wait for it to end (two runs would write the same data/, dump/ and exp/)"
-        exit 1
+        log "Another run holds ${lock} ($(cat "${lock}" 2>/dev/null)); waiting up to 20 s for it to end"
+        if ! flock -w 20 "${lock_fd}"; then
+            log "Error: another run is using $(pwd) ($(cat "${lock}" 2>/dev/null || echo "${lock}")); wait for it to end (two runs would write the same data/, dump/ and exp/)"
+            exit 1
+        fi
     fi
     printf 'pid %s, started %s: %s\n' "$$" "$(date '+%Y-%m-%dT%H:%M:%S')" "${run_args}" > "${lock}"
 }
