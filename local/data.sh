@@ -13,7 +13,8 @@ nj=2              # Parallel synthesis processes.
 train_utts=240    # synth: training utterances.
 dev_utts=24       # synth: dev utterances.
 test_utts=40      # synth: test utterances.
-splits="train dev test"  # Splits to prepare (an evaluation-only language needs only test).
+splits="train dev test"  # Splits to prepare (an evaluation-only language needs only test); synth also
+                         # dev_other, test_other: the dev/test sentences by another synthesizer.
 data_config=""    # mix: the data config (default conf/data/<lang>.yaml).
 
 . utils/parse_options.sh

@@ -4,7 +4,8 @@
 #   tools/install.sh            # apt packages, tools/venv, pinned requirements, Whisper base
 #
 # What it does, and why:
-#   1. Debian packages: espeak-ng + sox (the synthetic corpus), ffmpeg (m4a/opus
+#   1. Debian packages: espeak-ng + sox (the synthetic corpus), festival and its Hindi, Telugu
+#      and Italian voices (the other synthesizer of the dev_other/test_other sets), ffmpeg (m4a/opus
 #      decoding for real corpora), bats (shell tests), gettext, and slurmctld slurmd
 #      slurm-client munge (the SLURM backend's tests start a private single-node cluster
 #      with tools/slurm/start.sh; nothing is started here).  Skipped when present.
@@ -36,7 +37,8 @@ venv=${tools_dir}/venv
 python=${PYTHON:-python3}
 torch_spec=${TORCH_SPEC:-torch==2.13.0}
 torch_index_url=${TORCH_INDEX_URL:-}
-apt_packages="espeak-ng sox ffmpeg bats gettext slurmctld slurmd slurm-client munge"
+apt_packages="espeak-ng sox festival festival-hi festival-te festvox-hi-nsk festvox-te-nsk festvox-italp16k
+festvox-itapc16k ffmpeg bats gettext slurmctld slurmd slurm-client munge"
 
 install_apt() {
     local missing=()
@@ -45,7 +47,7 @@ install_apt() {
         dpkg -s "${p}" >/dev/null 2>&1 || missing+=("${p}")
     done
     if [ ${#missing[@]} -eq 0 ]; then
-        log "Debian packages present: ${apt_packages}"
+        log "Debian packages present: ${apt_packages//$'\n'/ }"
         return
     fi
     log "Installing Debian packages: ${missing[*]}"

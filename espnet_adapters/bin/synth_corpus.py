@@ -11,6 +11,10 @@ config) and disjoint sentences (lines equal after scoring normalisation count on
 cut into test, dev, train in that order, so the test set does not change when
 ``--train_utts`` grows).  Each sentence is spoken once, by one of its split's
 speakers in turn.
+
+``dev_other`` / ``test_other``: the sentences of dev / test spoken by another synthesizer
+(Festival's diphone voices, ``--other_config``), with speaker ids of their own: whether an
+adapter trained on espeak-ng speech recognises the language rather than espeak-ng.
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ from typing import Sequence
 
 from espnet_adapters.data.kaldi import write_data_dir
 from espnet_adapters.data.synth import (
+    OTHER_SPLITS,
     SPLITS,
+    load_other_config,
     load_synth_config,
     plan_corpus,
+    plan_other,
     read_sentences,
     synthesize_all,
 )
@@ -39,14 +46,17 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lang", required=True, help="Language code (a key of `voices` in the config).")
     parser.add_argument("--sentences", type=Path, required=True, help="One sentence per line, UTF-8.")
     parser.add_argument("--config", type=Path, default=Path("conf/synth.yaml"), help="Voices and speakers.")
+    parser.add_argument("--other_config", type=Path, default=Path("conf/synth_other.yaml"),
+                        help="The other synthesizer's voices and speakers (splits dev_other, test_other).")
     parser.add_argument("--data_dir", type=Path, default=Path("data"), help="Where the Kaldi dirs go.")
     parser.add_argument("--audio_dir", type=Path, default=Path("downloads/synth"), help="Where wav files go.")
     parser.add_argument("--train_utts", type=int, default=240, help="Utterances in the training set.")
     parser.add_argument("--dev_utts", type=int, default=24, help="Utterances in the dev set.")
     parser.add_argument("--test_utts", type=int, default=40, help="Utterances in the test set.")
     parser.add_argument(
-        "--splits", nargs="+", choices=SPLITS, default=list(SPLITS),
-        help="Splits to write; e.g. only test for a language that is evaluated but not trained on.",
+        "--splits", nargs="+", choices=SPLITS + OTHER_SPLITS, default=list(SPLITS),
+        help="Splits to write; e.g. only test for a language that is evaluated but not trained on; "
+        "dev_other/test_other: the dev/test sentences by the other synthesizer.",
     )
     parser.add_argument("--seed", type=int, default=1, help="Seed of the sentence shuffle.")
     parser.add_argument("--nj", type=int, default=2, help="Parallel espeak-ng processes.")
@@ -60,11 +70,20 @@ def run(args: argparse.Namespace) -> None:
         raise UserInputError(f"{args.config}: no espeak-ng voice for language {args.lang!r} under `voices`")
     sentences = read_sentences(args.sentences)
     sizes = {"train": args.train_utts, "dev": args.dev_utts, "test": args.test_utts}
-    sizes = {split: (size if split in args.splits else 0) for split, size in sizes.items()}
+    wanted = {split.removesuffix("_other") for split in args.splits}
+    sizes = {split: (size if split in wanted else 0) for split, size in sizes.items()}
     audio_dir = (args.audio_dir / args.lang).resolve()
     voice = config.voices[args.lang]
-    plan = plan_corpus(args.lang, sentences, config.speakers, sizes, audio_dir, args.seed,
-                       voice=voice, noise_dbfs=config.noise_dbfs)
+    plan: dict[str, list] = plan_corpus(args.lang, sentences, config.speakers, sizes, audio_dir, args.seed,
+                                        voice=voice, noise_dbfs=config.noise_dbfs)
+    if set(args.splits) & set(OTHER_SPLITS):
+        others = load_other_config(args.other_config, args.lang)
+        clash = {speaker.name for speaker in others} & {speaker.name for speaker in config.speakers}
+        if clash:
+            raise UserInputError(f"{args.other_config}: speaker names {sorted(clash)} are used in {args.config} too")
+        for split in OTHER_SPLITS:
+            plan[split] = plan_other(args.lang, plan[split.removesuffix("_other")], others, audio_dir,
+                                     config.noise_dbfs)
     for split in args.splits:
         utts = plan[split]
         durations = synthesize_all(utts, voice, config.noise_dbfs, args.nj)

@@ -40,6 +40,8 @@ from espnet_adapters.utils.cli import UserInputError
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
+# <split>_other: the sentences of <split> spoken by another synthesizer (conf/synth_other.yaml).
+OTHER_SPLITS = ("dev_other", "test_other")
 # Silence (with the background noise) around each sentence, as in a real recording.
 PAD_SECONDS = 0.25
 
@@ -57,6 +59,19 @@ class Speaker:
 
 
 @dataclass(frozen=True)
+class OtherSpeaker:
+    """A speaker of the other synthesizer (Festival): a diphone voice with its own pitch and tempo."""
+
+    name: str
+    voice: str  # Festival's voice_<voice>, e.g. hindi_NSK_diphone
+    f0_mean: float  # Hz
+    stretch: float  # duration factor (> 1: slower)
+    gender: str
+    transliterate: tuple[str, ...]  # text conversions, e.g. gurmukhi_to_devanagari: the voice reads another script
+    encoding: str = "utf-8"  # what the voice reads (the Italian voices: latin-1)
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """Voices per language, the speakers and the noise level (``conf/synth.yaml``)."""
 
@@ -71,7 +86,7 @@ class Utterance:
 
     utt_id: str
     spk_id: str
-    speaker: Speaker
+    speaker: Speaker | OtherSpeaker
     text: str
     wav_path: Path
 
@@ -94,6 +109,44 @@ def load_synth_config(path: str | os.PathLike[str]) -> SynthConfig:
     if len(set(names)) != len(names):
         raise UserInputError(f"{path}: speaker names must be unique")
     return config
+
+
+def load_other_config(path: str | os.PathLike[str], lang: str) -> list[OtherSpeaker]:
+    """The other synthesizer's speakers of ``lang`` (``conf/synth_other.yaml``): each prosody
+    entry of ``speakers`` with the language's voices in turn.  Errors name the file and field."""
+    with open(path, encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle)
+    try:
+        voices = raw["voices"]
+        prosody = raw["speakers"]
+        scripts = raw.get("transliterate") or {}
+        if lang not in voices:
+            raise UserInputError(
+                f"{path}: no voice of the other synthesizer for language {lang!r} under `voices` "
+                f"(it has {' '.join(sorted(voices))}): leave <split>_other out of --test_sets for it"
+            )
+        lang_voices = voices[lang]
+        speakers = []
+        for i, entry in enumerate(prosody):
+            voice = lang_voices[i % len(lang_voices)]
+            speakers.append(OtherSpeaker(
+                str(entry["name"]), str(voice["voice"]), float(entry["f0_mean"]), float(entry["stretch"]),
+                str(voice["gender"]), tuple(scripts.get(lang) or ()), str(voice.get("encoding", "utf-8")),
+            ))
+            "".encode(speakers[-1].encoding)  # an unknown encoding is a LookupError
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, LookupError) as err:
+        raise UserInputError(f"{path}: malformed config of the other synthesizer ({err!r})") from err
+    for speaker in speakers:
+        if speaker.gender not in ("m", "f"):
+            raise UserInputError(f"{path}: voice {speaker.voice}: gender must be m or f")
+        if not 40 <= speaker.f0_mean <= 400 or not 0.3 <= speaker.stretch <= 3.0:
+            raise UserInputError(f"{path}: speaker {speaker.name}: f0_mean (40-400 Hz) or stretch (0.3-3) out of range")
+        for name in speaker.transliterate:
+            if name not in TRANSLITERATIONS:
+                raise UserInputError(f"{path}: unknown transliteration {name!r} (known: {' '.join(TRANSLITERATIONS)})")
+    if not speakers or len({speaker.name for speaker in speakers}) != len(speakers):
+        raise UserInputError(f"{path}: `speakers` must list at least one speaker, names unique")
+    return speakers
 
 
 def read_sentences(path: str | os.PathLike[str]) -> list[str]:
@@ -129,13 +182,17 @@ def unique_sentences(lang: str, sentences: Sequence[str]) -> list[int]:
     return kept
 
 
-def audio_key(text: str, voice: str, speaker: Speaker, noise_dbfs: float) -> str:
+def audio_key(text: str, voice: str, speaker: Speaker | OtherSpeaker, noise_dbfs: float) -> str:
     """A digest of everything the audio of one utterance depends on (part of its file name).
 
     An edited sentence file or synth config then gives new file names instead of
     silently pairing the old audio with the new text.
     """
-    what = json.dumps([text, voice, speaker.variant, speaker.pitch, speaker.rate, noise_dbfs, PAD_SECONDS])
+    if isinstance(speaker, OtherSpeaker):
+        what = json.dumps(["festival", text, speaker.voice, speaker.f0_mean, speaker.stretch,
+                           speaker.transliterate, speaker.encoding, noise_dbfs, PAD_SECONDS])
+    else:
+        what = json.dumps([text, voice, speaker.variant, speaker.pitch, speaker.rate, noise_dbfs, PAD_SECONDS])
     return hashlib.sha1(what.encode("utf-8")).hexdigest()[:10]
 
 
@@ -185,29 +242,121 @@ def plan_corpus(
     return plan
 
 
+def plan_other(
+    lang: str, utts: Sequence[Utterance], speakers: Sequence[OtherSpeaker], audio_dir: Path, noise_dbfs: float
+) -> list[Utterance]:
+    """The sentences of a planned split (``utts``), spoken by the other synthesizer's speakers
+    in turn: the same sentence ids, new speaker ids (``<lang>_<name>``)."""
+    other = []
+    for rank, utt in enumerate(utts):
+        speaker = speakers[rank % len(speakers)]
+        spk_id = f"{lang}_{speaker.name}"
+        utt_id = f"{spk_id}-{utt.utt_id.rsplit('-', 1)[1]}"
+        wav = audio_dir / spk_id / f"{utt_id}-{audio_key(utt.text, speaker.voice, speaker, noise_dbfs)}.wav"
+        other.append(Utterance(utt_id, spk_id, speaker, utt.text, wav))
+    return other
+
+
+def gurmukhi_to_devanagari(text: str) -> str:
+    """Punjabi in Gurmukhi as Devanagari letters of the same sounds, for a voice that reads Hindi.
+
+    The two Unicode blocks share their layout (U+0A00 + n and U+0900 + n are the same letter);
+    the Gurmukhi-only signs are tippi (nasal: anusvara), addak (the next consonant doubled:
+    consonant + virama before it) and yakash (subscript ya).
+    """
+    out: list[str] = []
+    for index, char in enumerate(text):
+        code = ord(char)
+        if char == "\u0a71":  # addak
+            following = text[index + 1] if index + 1 < len(text) else ""
+            if following and 0x0A15 <= ord(following) <= 0x0A5E:
+                out.append(chr(ord(following) - 0x100) + "\u094d")
+        elif char == "\u0a70":  # tippi
+            out.append("\u0902")
+        elif char == "\u0a75":  # yakash
+            out.append("\u094d\u092f")
+        elif char in "\u0a72\u0a73\u0a74":  # vowel bearers iri/ura, ek onkar: not in running text
+            out.append({"\u0a72": "\u0907", "\u0a73": "\u0909", "\u0a74": "\u090f\u0915 \u0913\u0902\u0915\u093e\u0930"}[char])
+        elif 0x0A01 <= code <= 0x0A6F:
+            out.append(chr(code - 0x100))
+        else:
+            out.append(char)
+    return unicodedata.normalize("NFC", "".join(out))
+
+
+def strip_nukta(text: str) -> str:
+    """Devanagari without the nukta (ज़ -> ज): Festival's Hindi voice crashes on it."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).replace("\u093c", ""))
+
+
+# Text conversions before the other synthesizer reads a sentence (conf/synth_other.yaml).
+TRANSLITERATIONS = {"gurmukhi_to_devanagari": gurmukhi_to_devanagari, "strip_nukta": strip_nukta}
+
+
+def _espeak(utt: Utterance, voice: str, out: Path) -> None:
+    speaker = utt.speaker
+    cmd = [
+        "espeak-ng", "-v", f"{voice}+{speaker.variant}", "-p", str(speaker.pitch),
+        "-s", str(speaker.rate), "-w", str(out), "--stdin",
+    ]
+    result = subprocess.run(cmd, input=utt.text.encode("utf-8"), capture_output=True, check=False)
+    if result.returncode != 0 or not out.exists():
+        raise UserInputError(
+            f"espeak-ng failed for {utt.utt_id} ({' '.join(cmd)}): {result.stderr.decode(errors='replace')}"
+        )
+
+
+def _festival(utt: Utterance, out: Path) -> None:
+    """One utterance by Festival: the speaker's voice, a flat intonation model at its mean F0
+    (the NSK voices define none), its duration factor on top of the voice's own."""
+    speaker = utt.speaker
+    assert isinstance(speaker, OtherSpeaker)
+    text = utt.text
+    for name in speaker.transliterate:
+        text = TRANSLITERATIONS[name](text)
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    script = (
+        f"(voice_{speaker.voice})\n"
+        f"(set! int_simple_params '((f0_mean {speaker.f0_mean:g}) (f0_std {0.12 * speaker.f0_mean:.1f})))\n"
+        "(Parameter.set 'Int_Method 'Simple)\n"
+        "(set! ea_stretch (Parameter.get 'Duration_Stretch))\n"
+        f"(Parameter.set 'Duration_Stretch (* {speaker.stretch:g} (if ea_stretch ea_stretch 1.0)))\n"
+        f'(utt.save.wave (SynthText "{quoted}") "{out}" \'riff)\n'
+    )
+    scm = out.with_suffix(".scm")
+    try:
+        text.encode(speaker.encoding)
+    except UnicodeEncodeError as err:
+        raise UserInputError(f"{utt.utt_id}: voice {speaker.voice} reads {speaker.encoding}, which cannot "
+                             f"encode {text[err.start:err.end]!r} of {text!r}") from err
+    scm.write_bytes(script.encode(speaker.encoding))
+    result = subprocess.run(["festival", "--batch", str(scm)], capture_output=True, check=False)
+    stderr = result.stderr.decode(errors="replace")
+    if result.returncode != 0 or not out.exists() or "SIOD ERROR" in stderr or "EST Error" in stderr:
+        raise UserInputError(f"festival failed for {utt.utt_id} (voice {speaker.voice}, exit code "
+                             f"{result.returncode}, text {text!r}): {stderr.strip()[-300:]}")
+
+
 def synthesize(utt: Utterance, voice: str, noise_dbfs: float) -> float:
     """Speak one utterance to its wav path (atomically) and return its duration in seconds.
 
+    espeak-ng for the corpus's speakers, Festival for the other synthesizer's
+    (``OtherSpeaker``); silence padding and the seeded noise floor are the same for both.
     An existing file is reused: its name carries ``audio_key`` of everything it was
-    made from, espeak-ng is deterministic and the noise is seeded by the utterance id.
+    made from, both engines are deterministic and the noise is seeded by the utterance id.
     """
     if utt.wav_path.exists():
         return sf.info(str(utt.wav_path)).duration
     utt.wav_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "espeak.wav"
-        cmd = [
-            "espeak-ng", "-v", f"{voice}+{utt.speaker.variant}", "-p", str(utt.speaker.pitch),
-            "-s", str(utt.speaker.rate), "-w", str(raw), "--stdin",
-        ]
-        result = subprocess.run(cmd, input=utt.text.encode("utf-8"), capture_output=True, check=False)
-        if result.returncode != 0 or not raw.exists():
-            raise UserInputError(
-                f"espeak-ng failed for {utt.utt_id} ({' '.join(cmd)}): {result.stderr.decode(errors='replace')}"
-            )
+        raw = Path(tmp) / "speech.wav"
+        if isinstance(utt.speaker, OtherSpeaker):
+            _festival(utt, raw)
+        else:
+            _espeak(utt, voice, raw)
         audio, rate = sf.read(str(raw), dtype="float32")
     if audio.size == 0:
-        raise UserInputError(f"espeak-ng produced no audio for {utt.utt_id}: {utt.text!r}")
+        raise UserInputError(f"the synthesizer produced no audio for {utt.utt_id}: {utt.text!r}")
     pad = np.zeros(int(PAD_SECONDS * rate), dtype=np.float32)
     audio = np.concatenate([pad, audio, pad])
     rng = np.random.default_rng(zlib.crc32(utt.utt_id.encode("utf-8")))
@@ -221,12 +370,14 @@ def synthesize(utt: Utterance, voice: str, noise_dbfs: float) -> float:
 
 def synthesize_all(utts: Sequence[Utterance], voice: str, noise_dbfs: float, nj: int) -> dict[str, float]:
     """Synthesize utterances with ``nj`` espeak-ng processes; returns utt -> duration."""
-    if shutil.which("espeak-ng") is None:
-        raise UserInputError("espeak-ng not found: run tools/install.sh (Debian package espeak-ng)")
+    engines = {"festival" if isinstance(utt.speaker, OtherSpeaker) else "espeak-ng" for utt in utts}
+    for engine in sorted(engines):
+        if shutil.which(engine) is None:
+            raise UserInputError(f"{engine} not found: run tools/install.sh (Debian packages espeak-ng, festival)")
     with ThreadPoolExecutor(max_workers=max(1, nj)) as pool:
         futures = [pool.submit(synthesize, utt, voice, noise_dbfs) for utt in utts]
         durations = {
             utt.utt_id: future.result()
-            for utt, future in tqdm(zip(utts, futures), total=len(utts), desc=f"espeak-ng {voice}", mininterval=5)
+            for utt, future in tqdm(zip(utts, futures), total=len(utts), desc=f"{'/'.join(sorted(engines))} {voice}", mininterval=5)
         }
     return durations

@@ -511,6 +511,13 @@ def _adapter_table(
             "characters), mostly insertions, so a lower rate is not a recognition gain and no change is "
             "reported; compare Corr.",
         ]
+    if any(row.adapter.set_name.endswith("_other") for row in rows):
+        lines += [
+            "",
+            "`<lang>_<split>_other`: the sentences of `<lang>_<split>` spoken by another synthesizer (Festival's "
+            "diphone voices, `conf/synth_other.yaml`) that no adapter heard in training: whether an adapter "
+            "learnt the language or the synthesizer it was trained on.",
+        ]
     if any(row.wer is None for row in rows):
         lines += [
             "",

@@ -9,7 +9,11 @@ The decoder input is that sequence without its last token, the labels are it
 without its first (teacher forcing); padding is ``<|endoftext|>`` in the input
 and -100 (ignored by the loss) in the labels.  The text is encoded with a
 leading space, as Whisper's own transcripts begin, so the adapter does not
-have to unlearn that.  The decoder has ``max_target_positions`` (448)
+have to unlearn that -- unless the space stays a token of its own (it merges
+with a first Latin or Devanagari letter, not with Gurmukhi or Telugu ones):
+Whisper's decoding suppresses a bare space as the first token
+(``begin_suppress_tokens``), so an adapter taught to begin with it emits
+something else there, a junk token glued to every first word.  The decoder has ``max_target_positions`` (448)
 positions: a longer label is a data error reported by file and line, never
 truncated (a cut transcript teaches the model to stop mid-sentence).
 
@@ -216,7 +220,7 @@ def load_dataset(
     eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     examples = []
     for utt, (line, text) in texts.items():
-        body = tokenizer.encode(" " + text, add_special_tokens=False)
+        body = label_text_tokens(tokenizer, text)
         tokens = (*prefix, *body, eot)
         if len(tokens) - 1 > max_target_positions:
             raise UserInputError(
@@ -227,6 +231,16 @@ def load_dataset(
     logger.info("%s: %d utterances, labels %d-%d tokens", data_dir, len(examples),
                 min(len(e.tokens) for e in examples) - 1, max(len(e.tokens) for e in examples) - 1)
     return AsrDataset(examples, source, pad_id=eot)
+
+
+def label_text_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """The tokens of ``text`` in a label: with Whisper's leading space where it merges with the
+    first letter, without it where it would be a token of its own (see the module docstring)."""
+    spaced = tokenizer.encode(" " + text, add_special_tokens=False)
+    space = tokenizer.encode(" ", add_special_tokens=False)
+    if spaced[: len(space)] == space:
+        return tokenizer.encode(text, add_special_tokens=False)
+    return spaced
 
 
 def utterance_seconds(data_dir: Path, feats_scp: Path, utts: Sequence[str]) -> dict[str, float]:

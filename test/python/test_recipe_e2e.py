@@ -43,7 +43,7 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_data_dirs_are_kaldi_dirs(recipe: Path) -> None:
     for lang in ("hi", "it"):
-        for split, count in (("train", 3), ("dev", 2), ("test", 4)):
+        for split, count in (("train", 3), ("dev", 2), ("test", 4), ("test_other", 4)):
             data = recipe / "data" / f"{lang}_{split}"
             for name in ("wav.scp", "text", "utt2spk", "spk2utt", "utt2lang", "utt2dur", "spk2gender"):
                 assert (data / name).is_file(), data / name
@@ -54,8 +54,14 @@ def test_data_dirs_are_kaldi_dirs(recipe: Path) -> None:
             feats = recipe / "dump" / "whisper_base" / name
             assert len((feats / "feats_shape").read_text().splitlines()) == count
             assert (recipe / "dump" / "whisper_base" / "encoder" / name / "fingerprint.json").is_file()
-    # English is evaluated only: a test set, no training or dev set.
+        # test_other (default --test_sets "test test_other"): the test sentences by another synthesizer.
+        ids = lambda name: [line.split()[0].split("-")[1] for line in  # noqa: E731
+                            (recipe / "data" / f"{lang}_{name}" / "text").read_text(encoding="utf-8").splitlines()]
+        assert sorted(ids("test_other")) == sorted(ids("test"))
+        assert (recipe / "dump" / "whisper_base" / f"{lang}_test_other" / "feats_shape").is_file()
+    # English is evaluated only: its first test set, no training, dev or other test set.
     assert (recipe / "data" / "en_test" / "text").is_file() and not (recipe / "data" / "en_train").exists()
+    assert not (recipe / "data" / "en_test_other").exists()
 
 
 def test_adapters_are_trained_in_peft_layout(recipe: Path) -> None:
@@ -88,7 +94,14 @@ def test_decode_and_scores(recipe: Path) -> None:
             assert log.rstrip().splitlines()[-1].startswith("# Ended (code 0)")
             # The summary row shows exactly what the scoring stage measured.
             assert f"{scores['wer']:.1f} / {scores['cer']:.1f} (n=4)" in rows[model]
+    # The other synthesizer's test set: the base model and each language's own adapter only.
+    decoded = sorted(path.parent.name + "/" + path.name for path in (recipe / "exp").glob("*/decode_*_test_other"))
+    assert decoded == [f"{ADAPTERS[0]}/decode_hi_test_other", f"{ADAPTERS[1]}/decode_it_test_other",
+                       "whisper_base/decode_hi_test_other", "whisper_base/decode_it_test_other"]
+    for name in decoded:
+        assert json.loads((recipe / "exp" / name / "score" / "scores.json").read_text())["num_utts"] == 4
     assert "## Adapters vs base" in results
+    assert "hi_test_other" in results.split("## Adapters vs base")[1]
 
 
 def test_rerun_skips_finished_stages(recipe: Path) -> None:
@@ -96,9 +109,10 @@ def test_rerun_skips_finished_stages(recipe: Path) -> None:
     adapter = recipe / "exp" / ADAPTERS[0] / "adapter" / "adapter_model.safetensors"
     before = hyp.stat().st_mtime_ns, adapter.stat().st_mtime_ns
     out = run_recipe(recipe, *TINY, "--stop_stage", "7")
-    # stage 1: hi, it, en; 2: 2 train sets; 3, 4, 5: 7 sets each; 6: 2 adapters; 7: 3 test sets x 3 models
+    # stage 1: hi, it, en; 2: 2 train sets; 3, 4, 5: 9 sets each (hi, it: train_sp dev test test_other;
+    # en: test); 6: 2 adapters; 7: 3 test sets x 3 models + 2 test_other sets x 2 models
     skipped = [line for line in out.splitlines() if "(adapt.sh:" in line and line.endswith("up to date")]
-    assert len(skipped) == 3 + 2 + 3 * 7 + 2 + 9
+    assert len(skipped) == 3 + 2 + 3 * 9 + 2 + 9 + 4
     assert (hyp.stat().st_mtime_ns, adapter.stat().st_mtime_ns) == before
 
 

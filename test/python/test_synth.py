@@ -136,3 +136,72 @@ def test_audio_file_follows_the_text_and_the_voice(tmp_path: Path) -> None:
     for key in a:
         assert (a[key].wav_path == b[key].wav_path) == (key not in changed)
         assert a[key].wav_path != c[key].wav_path
+
+
+# --- The other synthesizer (Festival): dev_other / test_other ------------------------------------
+
+def test_other_split_is_the_same_sentences_by_unseen_speakers(tmp_path: Path) -> None:
+    from espnet_adapters.data.synth import load_other_config, plan_other
+
+    sentences = [f"frase numero {i}." for i in range(60)]
+    plan = plan_corpus("it", sentences, _speakers(), {"train": 30, "dev": 5, "test": 10}, tmp_path, seed=1, **VOICE)
+    others = load_other_config(REPO / "conf" / "synth_other.yaml", "it")
+    other = plan_other("it", plan["test"], others, tmp_path, -60.0)
+    assert [u.text for u in other] == [u.text for u in plan["test"]]
+    # The sentence part of the id pairs a test_other utterance with its test utterance.
+    assert [u.utt_id.split("-")[1] for u in other] == [u.utt_id.split("-")[1] for u in plan["test"]]
+    espeak_speakers = {u.spk_id for utts in plan.values() for u in utts}
+    assert {u.spk_id for u in other} == {"it_fva", "it_fvb"} and not espeak_speakers & {u.spk_id for u in other}
+    assert {u.speaker.voice for u in other} == {"lp_diphone", "pc_diphone"}  # both Italian voices in turn
+
+
+def test_other_config_without_the_language_says_what_to_do(tmp_path: Path) -> None:
+    from espnet_adapters.data.synth import load_other_config
+
+    with pytest.raises(UserInputError, match=r"synth_other.yaml: no voice of the other synthesizer for language 'xx'.*"
+                                             r"leave <split>_other out of --test_sets"):
+        load_other_config(REPO / "conf" / "synth_other.yaml", "xx")
+    bad = tmp_path / "other.yaml"
+    bad.write_text("voices: {hi: [{voice: v, gender: m}]}\ntransliterate: {hi: [rot13]}\n"
+                   "speakers: [{name: a, f0_mean: 120, stretch: 1.0}]\n", encoding="utf-8")
+    with pytest.raises(UserInputError, match=r"other.yaml: unknown transliteration 'rot13'"):
+        load_other_config(bad, "hi")
+
+
+def test_gurmukhi_is_read_as_devanagari_letters_of_the_same_sound() -> None:
+    from espnet_adapters.data.synth import gurmukhi_to_devanagari, strip_nukta
+
+    assert gurmukhi_to_devanagari("ਅੰਕ ਵਾਂਗ ਮੁੱਲ ਹੈ।") == "अंक वांग मुल्ल है।"  # tippi -> anusvara, addak doubles
+    assert gurmukhi_to_devanagari("ਜਾਇਜ਼ ਨਹੀਂ") == "जाइज़ नहीं"
+    assert strip_nukta(gurmukhi_to_devanagari("ਜਾਇਜ਼")) == "जाइज"
+    assert gurmukhi_to_devanagari("abc 12") == "abc 12"
+
+
+@pytest.mark.parametrize("lang", ["hi", "it", "pa", "te"])
+def test_festival_speaks_every_language_of_the_recipe(tmp_path: Path, lang: str) -> None:
+    """Festival and its voices come with tools/install.sh; a sentence with what broke them once
+    (a nukta for the Hindi voice, an accented letter for the latin-1 Italian ones)."""
+    from espnet_adapters.data.synth import load_other_config, plan_other
+
+    sentence = {"hi": "दस्तावेज़ नहीं खोल सकता है।", "it": "Si può modificare l'elenco dei termini.",
+                "pa": "ਸਰਟੀਫਿਕੇਟ ਹਾਲੇ ਜਾਇਜ਼ ਨਹੀਂ ਹੈ।", "te": "భ్రమణం కొరకు కోణాన్ని ఎంపికచేయి."}[lang]
+    plan = plan_corpus(lang, [sentence, "x.", "y."], _speakers(), {"train": 1, "dev": 1, "test": 1}, tmp_path, 1,
+                       voice=lang, noise_dbfs=-60)
+    test = [u for u in plan["test"] + plan["dev"] + plan["train"] if u.text == sentence]
+    for utt in plan_other(lang, test * 2, load_other_config(REPO / "conf" / "synth_other.yaml", lang), tmp_path, -60):
+        duration = synthesize(utt, lang, noise_dbfs=-60)
+        audio, rate = sf.read(utt.wav_path, dtype="float32")
+        assert rate == 16000 and duration > 1.0
+        assert float(np.abs(audio).max()) > 0.1
+
+
+def test_a_voice_that_cannot_read_the_text_names_the_utterance(tmp_path: Path) -> None:
+    from espnet_adapters.data.synth import load_other_config, plan_other
+
+    plan = plan_corpus("it", ["Costa 5 €.", "x.", "y."], _speakers(), {"train": 1, "dev": 1, "test": 1}, tmp_path, 1,
+                       **VOICE)
+    utt = [u for utts in plan.values() for u in utts if "€" in u.text]
+    other = plan_other("it", utt, load_other_config(REPO / "conf" / "synth_other.yaml", "it"), tmp_path, -60)[0]
+    with pytest.raises(UserInputError, match=r"it_fva-it0000\d: voice lp_diphone reads latin-1, which cannot encode '€'"):
+        synthesize(other, "it", noise_dbfs=-60)
+    assert not other.wav_path.exists()

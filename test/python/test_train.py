@@ -301,3 +301,25 @@ def test_same_paths_with_other_data_retrain(tiny_dir: Path, sets: dict[str, tupl
     assert scp.read_text() == before
     assert run_cli(args) == 0
     assert (out / "train.log").read_text().count("starting over") == 2
+
+
+def test_labels_begin_with_a_token_whisper_may_emit_first(whisper_base_dir: Path) -> None:
+    """Whisper's decoding suppresses a bare space as the first token (begin_suppress_tokens): a label
+    beginning with one taught the Punjabi and Telugu adapters a first token they could never emit,
+    and they put a junk token (我, 大, -) before every first word instead."""
+    from transformers import WhisperTokenizer
+
+    from espnet_adapters.data.synth import read_sentences
+    from espnet_adapters.train.data import label_text_tokens
+
+    tokenizer = WhisperTokenizer.from_pretrained(whisper_base_dir)
+    suppressed = set(GenerationConfig.from_pretrained(whisper_base_dir).begin_suppress_tokens)
+    assert tokenizer.encode(" ", add_special_tokens=False)[0] in suppressed
+    repo = Path(__file__).resolve().parents[2]
+    for lang in ("hi", "it", "pa", "te"):
+        for text in read_sentences(repo / "local" / "sentences" / f"{lang}.txt")[:100]:
+            tokens = label_text_tokens(tokenizer, text)
+            assert tokens[0] not in suppressed, (lang, text)
+            assert tokenizer.decode(tokens).strip() == text
+    # Where the space merges with the first letter, the label keeps it, as Whisper's transcripts do.
+    assert tokenizer.decode(label_text_tokens(tokenizer, "Il periodo.")[:1]) == " Il"

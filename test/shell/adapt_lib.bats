@@ -229,3 +229,24 @@ SH
   decode_set whisper_base_lora_hi_r32 hi_test "${adapter}"
   [ "$(wc -l < "${D}/exports")" -eq 3 ]
 }
+
+@test "lang_test_sets, all_sets, decode_plan: test_other where the other synthesizer has a voice" {
+  langs="hi bn" eval_langs="en" train_split=train expdir="${D}/exp" model_tag=m adapter_tag=t lora_ranks=""
+  decode_base=true cross_eval=true other_langs="hi it pa te"
+  mkdir -p "${D}/exp/m_lora_hi_t/adapter" "${D}/exp/m_lora_bn_t/adapter"
+  # The default --test_sets: a language without a voice keeps only its test set.
+  test_sets="test test_other" test_sets_auto=true
+  [ "$(lang_test_sets hi)" = "test test_other" ]
+  [ "$(lang_test_sets bn)" = "test" ]
+  [ "$(all_sets | paste -sd ' ')" = "hi_train hi_dev hi_test hi_test_other bn_train bn_dev bn_test en_test" ]
+  # Other languages' adapters (cross_eval) and the evaluated-only language: the first test set only.
+  run decode_plan
+  [ "$status" -eq 0 ]
+  [ "$(grep -c test_other <<< "${output}")" -eq 2 ]
+  grep -qx "m hi_test_other hi" <<< "${output}"
+  grep -q "^m_lora_hi_t hi_test_other hi .*/m_lora_hi_t/adapter$" <<< "${output}"
+  [ "$(grep -c " en_test " <<< "${output}")" -eq 3 ]
+  # Asked for explicitly: every language gets it (stage 1 then says which has no voice).
+  test_sets_auto=false
+  [ "$(lang_test_sets bn)" = "test test_other" ]
+}

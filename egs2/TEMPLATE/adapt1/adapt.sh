@@ -7,7 +7,7 @@
 #
 # Stages (each guarded by --stage/--stop_stage/--skip_stages, logged under exp/,
 # skipped when its .done marker matches the current inputs and options):
-#   1  Data preparation: data/<lang>_{train,dev,test} Kaldi dirs (local/data.sh --corpus:
+#   1  Data preparation: data/<lang>_{train,dev,test[,test_other]} Kaldi dirs (local/data.sh --corpus:
 #      synth, one real corpus, or mix = conf/data/<lang>.yaml; corpus roots in db.sh)
 #   2  Speed perturbation of the training sets (--speed_perturb_factors; off by default)
 #   3  Format audio: 16 kHz mono into dump/raw/<set>; drop too short/long and
@@ -76,7 +76,10 @@ speed_perturb_factors=""  # Stage 2, e.g. "0.9 1.0 1.1": train on <lang>_train_s
 fs=16000               # Sample rate after formatting (Whisper and OWSM expect 16 kHz).
 min_dur=0.1            # Drop utterances shorter than this (seconds).
 max_dur=30             # Drop utterances longer than this (seconds; Whisper sees 30 s windows).
-test_sets="test"       # Splits decoded and scored for each language.
+test_sets=""           # Splits decoded and scored for each language; the first is the one of the cross-language
+                       # decodes, eval_langs, LID and routing.  Default: "test test_other" with --corpus synth
+                       # (test_other: the test sentences spoken by another synthesizer, Festival, for the
+                       # languages with a voice in conf/synth_other.yaml; dev_other likewise), else "test".
 # Model and adapters
 model_family=whisper   # whisper (transformers + peft) or owsm (ESPnet S2T + loralib; owsm_stages.sh).
 whisper_model=whisper-base  # tools/models/<name>, a local transformers dir, or a Hub id (HF_HUB_OFFLINE=0).
@@ -123,6 +126,11 @@ if [ $# -ne 0 ]; then
     log "Error: unexpected arguments: $*"
     exit 2
 fi
+test_sets_auto=false
+if [ -z "${test_sets}" ]; then
+    test_sets=test test_sets_auto=true
+    [ "${corpus}" != synth ] || test_sets="test test_other"
+fi
 check_options
 if [ -n "${models}" ]; then
     # A model grid is this script once per model (the last --whisper_model wins).
@@ -149,6 +157,10 @@ main_root=$(cd "$(dirname "$(readlink -f ./path.sh)")" && pwd)
 "${main_root}/tools/install.sh"
 . ./path.sh
 . ./cmd.sh
+# The languages the other synthesizer speaks (test_other of the default --test_sets).
+other_langs=""
+! ${test_sets_auto} || [ "${corpus}" != synth ] || other_langs=$(quietly "${expdir}/log/synth_other.log" \
+    python3 -c 'import sys, yaml; print(" ".join(yaml.safe_load(open(sys.argv[1]))["voices"]))' conf/synth_other.yaml)
 
 if [ ! -f "${lora_config}" ] || [ ! -f "${train_config}" ]; then
     log "Error: --lora_config ${lora_config} or --train_config ${train_config} not found"
@@ -193,10 +205,14 @@ fi
 if run_stage 1; then
     log "Stage 1: data preparation (${corpus}) -> data/<lang>_{train,dev,test}"
     for lang in ${langs} ${eval_langs}; do
-        splits="train dev test"
-        [[ " ${langs} " == *" ${lang} "* ]] || splits="test"
+        splits="train dev $(lang_test_sets "${lang}")"
+        [[ " ${langs} " == *" ${lang} "* ]] || splits="${test_sets%% *}"
+        splits=$(tr ' ' '\n' <<< "${splits}" | awk 'NF && !seen[$0]++' | paste -sd ' ')
+        [ "$(lang_test_sets "${lang}")" = "${test_sets}" ] || [[ " ${eval_langs} " == *" ${lang} "* ]] \
+            || log "  ${lang}: no voice of the other synthesizer in conf/synth_other.yaml: no ${lang}_test_other (add one there)"
         if [ "${corpus}" = synth ]; then
             inputs=(local/sentences/"${lang}".txt conf/synth.yaml)
+            [[ " ${splits}" != *_other* ]] || inputs+=(conf/synth_other.yaml)
         else
             inputs=(db.sh "${data_config:-conf/data/${lang}.yaml}")
         fi

@@ -116,6 +116,13 @@ check_options() {
         [[ "${!name}" =~ ^(true|false)$ ]] || option_error "${name}" "${!name}" "true or false"
     done
     [[ "${decode_lang}" =~ ^(forced|auto)$ ]] || option_error decode_lang "${decode_lang}" "forced or auto"
+    for item in ${test_sets}; do
+        [[ "${item}" =~ ^[a-z0-9]+(_[a-z0-9]+)*$ ]] && [ "${item}" != train ] && [ "${item}" != dev ] \
+            || option_error test_sets "${test_sets}" "split names like test, separated by spaces (not train or dev)"
+        [[ "${item}" != *_other ]] || [ "${corpus}" = synth ] \
+            || option_error test_sets "${test_sets}" "no ${item} with --corpus ${corpus} (<split>_other: --corpus synth only)"
+    done
+    [ -n "${test_sets// /}" ] || option_error test_sets "${test_sets}" "one or more split names"
     [ -n "${langs// /}" ] || option_error langs "${langs}" "one or more language codes (e.g. \"hi it\")"
     for name in langs eval_langs; do
         for item in ${!name}; do
@@ -242,17 +249,26 @@ decode_jobs() {
 
 # --- The recipe's layout ---------------------------------------------------------------------
 
-# all_sets: the sets that exist after stage 3, for every language, one a line.
+# lang_test_sets LANG: the test sets of LANG, a language of --langs: --test_sets, without the
+# other synthesizer's (*_other) when they are the default's and it has no voice for LANG.
+lang_test_sets() {
+    local tset kept=()
+    for tset in ${test_sets}; do
+        [[ "${tset}" == *_other ]] && ${test_sets_auto:-false} && [[ " ${other_langs:-} " != *" $1 "* ]] && continue
+        kept+=("${tset}")
+    done
+    echo "${kept[*]}"
+}
+# all_sets: the sets that exist after stage 3, for every language, one a line (an evaluated-only
+# language has only the first of --test_sets).
 all_sets() {
     local lang tset
     for lang in ${langs}; do
         echo "${lang}_${train_split}"
         echo "${lang}_dev"
-        for tset in ${test_sets}; do echo "${lang}_${tset}"; done
+        for tset in $(lang_test_sets "${lang}"); do echo "${lang}_${tset}"; done
     done
-    for lang in ${eval_langs}; do
-        for tset in ${test_sets}; do echo "${lang}_${tset}"; done
-    done
+    for lang in ${eval_langs}; do echo "${lang}_${test_sets%% *}"; done
 }
 # each_lang TEMPLATE...: every TEMPLATE with <lang> replaced by each language of --langs,
 # one a line, language by language (hi's TEMPLATEs, then it's ...); read them with mapfile.
@@ -280,14 +296,17 @@ adapter_variants() {
     done
 }
 # decode_plan: the decode dirs of stage 7, one "model_tag set lang adapter_dir" line each.
+# Adapters on other languages (--cross_eval) and evaluated-only languages: the first test set.
 decode_plan() {
-    local lang tset other tag dir
+    local lang tset other tag dir tsets
     for lang in ${langs} ${eval_langs}; do
-        for tset in ${test_sets}; do
+        tsets=$(lang_test_sets "${lang}")
+        [[ " ${langs} " == *" ${lang} "* ]] || tsets=${test_sets%% *}
+        for tset in ${tsets}; do
             ! ${decode_base} || echo "${model_tag} ${lang}_${tset} ${lang}"
             while read -r tag _; do
                 for other in ${langs}; do
-                    [ "${other}" = "${lang}" ] || ${cross_eval} || continue
+                    [ "${other}" = "${lang}" ] || { ${cross_eval} && [ "${tset}" = "${test_sets%% *}" ]; } || continue
                     dir=$(adapter_exp "${other}" "${tag}")
                     if [ ! -d "${dir}/adapter" ]; then
                         if [ -f "${dir}/train.done" ]; then
