@@ -212,26 +212,32 @@ if run_stage 1; then
             || log "  ${lang}: no voice of the other synthesizer in conf/synth_other.yaml: no ${lang}_test_other (add one there)"
         if [ "${corpus}" = synth ]; then
             inputs=(local/sentences/"${lang}".txt conf/synth.yaml)
-            [[ " ${splits}" != *_other* ]] || inputs+=(conf/synth_other.yaml)
         else
             inputs=(db.sh "${data_config:-conf/data/${lang}.yaml}")
         fi
-        sig="corpus=${corpus} splits=${splits} train=${train_utts} dev=${dev_utts} test=${test_utts} $(checksum "${inputs[@]}" 2>/dev/null || true) roots=$(. ./db.sh && echo "${COMMONVOICE}:${MLS}:${KATHBATH}:${INDICVOICES}:${FLEURS}")"
-        done_all=true
-        for split in ${splits}; do is_done "data/${lang}_${split}" "${sig}" || done_all=false; done
-        if ${done_all}; then
+        # The corpus's own splits share a signature; a <split>_other adds the other synthesizer's
+        # config to it, so asking for one later makes only it (nothing already trained is redone).
+        base_splits=$(tr ' ' '\n' <<< "${splits}" | grep -v '_other$' | paste -sd ' ')
+        sig="corpus=${corpus} splits=${base_splits} train=${train_utts} dev=${dev_utts} test=${test_utts} $(checksum "${inputs[@]}" 2>/dev/null || true) roots=$(. ./db.sh && echo "${COMMONVOICE}:${MLS}:${KATHBATH}:${INDICVOICES}:${FLEURS}")"
+        other_sig="${sig} other=$(checksum conf/synth_other.yaml 2>/dev/null || true)"
+        todo=()  # the corpus's splits all or none (a corpus may filter one against another), then each _other
+        for split in ${base_splits}; do is_done "data/${lang}_${split}" "${sig}" || { read -r -a todo <<< "${base_splits}"; break; }; done
+        for split in ${splits}; do
+            [[ "${split}" != *_other ]] || is_done "data/${lang}_${split}" "${other_sig}" || todo+=("${split}")
+        done
+        if [ ${#todo[@]} -eq 0 ]; then
             log "  ${lang}: up to date"
             continue
         fi
         ${train_cmd} "${expdir}/log/data_prep_${lang}.log" \
-            local/data.sh --corpus "${corpus}" --lang "${lang}" --nj "${nj}" --splits "${splits}" \
+            local/data.sh --corpus "${corpus}" --lang "${lang}" --nj "${nj}" --splits "${todo[*]}" \
                 --data_config "${data_config}" \
                 --train_utts "${train_utts}" --dev_utts "${dev_utts}" --test_utts "${test_utts}"
-        for split in ${splits}; do
+        for split in "${todo[@]}"; do
             utils/validate_data_dir.sh "data/${lang}_${split}"
-            mark_done "data/${lang}_${split}" "${sig}"
+            if [[ "${split}" == *_other ]]; then mark_done "data/${lang}_${split}" "${other_sig}"; else mark_done "data/${lang}_${split}" "${sig}"; fi
         done
-        log "  ${lang}: $(for s in ${splits}; do printf '%s=%s ' "${s}" "$(wc -l < "data/${lang}_${s}/text")"; done)utterances"
+        log "  ${lang}: $(for s in "${todo[@]}"; do printf '%s=%s ' "${s}" "$(wc -l < "data/${lang}_${s}/text")"; done)utterances"
     done
 fi
 
