@@ -45,6 +45,8 @@ def _fails(recipe: Path, *args: str) -> str:
     (("--decode_lang", "hi"), "--decode_lang 'hi': expected forced or auto"),
     (("--stage", "5", "--stop_stage", "2"), "--stage '5': expected a stage <= --stop_stage 2"),
     (("--cross_eval", "yes"), 'expected "true" or "false": --cross_eval yes'),
+    (("--test_sets", "test dev"), "--test_sets 'test dev': expected split names like test"),
+    (("--corpus", "mls", "--test_sets", "test test_other"), "no test_other with --corpus mls"),
     (("--langs", "hi xx"), "--langs: xx: whisper-base has no language token for it"),
     (("--eval_langs", "zz"), "--langs: zz: whisper-base has no language token for it"),
 ])
@@ -67,3 +69,33 @@ def test_bad_config_file(recipe: Path, tmp_path: Path, flag: str, content: str, 
     out = _fails(recipe, flag, str(config))
     assert str(config) in out and message in out
     assert "Traceback" not in out
+
+
+def test_another_test_set_later_makes_only_it(tmp_path: Path) -> None:
+    """Stage 1 with --test_sets test, then the default (test test_other): only <lang>_test_other is
+    made, the training data keep their .done (nothing downstream would be redone); a language the
+    other synthesizer has no voice for (en) keeps test only and stage 1 says so."""
+    recipe = new_recipe(tmp_path / "adapt1", "hi en")
+    sizes = ("--train_utts", "2", "--dev_utts", "1", "--test_utts", "1", "--eval_langs", "", "--stop_stage", "1")
+
+    def run(*args: str) -> str:
+        result = subprocess.run(["./run.sh", *sizes, *args], cwd=recipe, env=recipe_env(),
+                                capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout + result.stderr
+
+    run("--test_sets", "test")
+    before = {p: p.stat().st_mtime_ns for p in (recipe / "data").glob("*/.done")}
+    out = run()
+    assert "hi: test_other=1 utterances" in out
+    assert "en: no voice of the other synthesizer in conf/synth_other.yaml: no en_test_other" in out
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert sorted(p.name for p in (recipe / "data").iterdir()) == [
+        "en_dev", "en_test", "en_train", "hi_dev", "hi_test", "hi_test_other", "hi_train"]
+    # Asked for explicitly, a language without a voice is an error naming the config.
+    result = subprocess.run(["./run.sh", *sizes, "--test_sets", "test test_other"], cwd=recipe, env=recipe_env(),
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode != 0
+    assert "exp/log/data_prep_en.log" in result.stdout + result.stderr  # run.pl names the job's log
+    log = (recipe / "exp" / "log" / "data_prep_en.log").read_text(encoding="utf-8")
+    assert "synth_other.yaml: no voice of the other synthesizer for language 'en'" in log
