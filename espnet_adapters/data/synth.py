@@ -10,6 +10,10 @@ Speakers are espeak-ng voice variants with their own pitch and rate
 (``conf/synth.yaml``).  Every speaker belongs to one split and the sentences are
 partitioned before they are assigned, so train, dev and test share neither a
 speaker nor a sentence: test WER measures generalisation, not memorisation.
+
+``dev_other`` / ``test_other`` (``plan_other``): the dev / test sentences spoken by another
+synthesizer, Festival's diphone voices (``conf/synth_other.yaml``): whether an adapter learnt
+the language or espeak-ng.
 """
 
 from __future__ import annotations
