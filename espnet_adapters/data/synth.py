@@ -18,6 +18,7 @@ the language or espeak-ng.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import logging
@@ -137,7 +138,7 @@ def load_other_config(path: str | os.PathLike[str], lang: str) -> list[OtherSpea
                 str(entry["name"]), str(voice["voice"]), float(entry["f0_mean"]), float(entry["stretch"]),
                 str(voice["gender"]), tuple(scripts.get(lang) or ()), str(voice.get("encoding", "utf-8")),
             ))
-            "".encode(speakers[-1].encoding)  # an unknown encoding is a LookupError
+            codecs.lookup(speakers[-1].encoding)  # an unknown encoding is a LookupError
     except (KeyError, TypeError, ValueError, ZeroDivisionError, LookupError) as err:
         raise UserInputError(f"{path}: malformed config of the other synthesizer ({err!r})") from err
     for speaker in speakers:
