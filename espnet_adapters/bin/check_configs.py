@@ -6,7 +6,7 @@ has a value of the wrong type or out of range, or is empty, is an error naming
 the file (exit 1), not a traceback in stage 6 or a silent default.  With
 ``--lora_fields KEY ...`` it prints the LoRA config's values of those keys (its
 defaults where the file is silent), one ``KEY=VALUE`` line each, for the stage
-scripts (``where``, ``encoder_top``).  With ``--whisper_model`` and ``--langs``, every
+scripts (``where``, ``encoder_top``); with ``--synth_other_config``, ``other_langs=...``.  With ``--whisper_model`` and ``--langs``, every
 language must have a language token in that Whisper model (``--langs Hindi`` or
 ``--langs xx`` stops here, not in stage 7).
 """
@@ -17,6 +17,8 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
+from espnet_adapters.data.augment import AugmentConfig
+from espnet_adapters.data.synth import other_languages
 from espnet_adapters.lid.config import LidConfig
 from espnet_adapters.train.trainer import TrainConfig
 from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
@@ -32,6 +34,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train_config", type=Path, help="conf/train/*.yaml (TrainConfig).")
     parser.add_argument("--decode_config", type=Path, help="conf/decode/*.yaml (DecodeOptions).")
     parser.add_argument("--lid_config", type=Path, help="conf/lid/*.yaml (LidConfig).")
+    parser.add_argument("--augment_config", type=Path, help="conf/augment/*.yaml (AugmentConfig).")
+    parser.add_argument("--synth_other_config", type=Path,
+                        help="conf/synth_other.yaml: print other_langs=<the languages it has voices for>.")
     parser.add_argument("--whisper_model", default=None, help="With --langs: the Whisper model that must know them.")
     parser.add_argument("--langs", nargs="*", default=[], help="Language codes the recipe trains or evaluates.")
     parser.add_argument("--lora_fields", nargs="*", default=[], metavar="KEY",
@@ -42,7 +47,7 @@ def get_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     """Load every config given; print the LoRA fields asked for."""
     loaders = (("lora_config", LoraSpec), ("train_config", TrainConfig), ("decode_config", DecodeOptions),
-               ("lid_config", LidConfig))
+               ("lid_config", LidConfig), ("augment_config", AugmentConfig))
     loaded = {}
     for flag, cls in loaders:
         path = getattr(args, flag)
@@ -56,6 +61,8 @@ def run(args: argparse.Namespace) -> None:
         if unknown:
             raise UserInputError(f"--langs: {' '.join(unknown)}: {args.whisper_model} has no language token for "
                                  f"{'it' if len(unknown) == 1 else 'them'} (Whisper's codes: hi, it, pa, te, en, ...)")
+    if args.synth_other_config is not None:
+        print(f"other_langs={' '.join(other_languages(args.synth_other_config))}")
     if args.lora_fields:
         if "lora_config" not in loaded:
             raise UserInputError("--lora_fields needs --lora_config")

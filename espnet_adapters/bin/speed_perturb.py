@@ -19,7 +19,7 @@ import shlex
 from pathlib import Path
 from typing import Sequence
 
-from espnet_adapters.data.kaldi import read_map, write_data_dir
+from espnet_adapters.data.kaldi_dirs import CopyMaker, copy_data_dir
 from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
 
 logger = logging.getLogger(__name__)
@@ -45,39 +45,14 @@ def run(args: argparse.Namespace) -> None:
     """Write one copy of the data dir per factor into ``--out_dir``."""
     if any(factor <= 0 for factor in args.factors) or len(set(args.factors)) != len(args.factors):
         raise UserInputError(f"--factors must be distinct positive numbers, got {args.factors}")
-    if (args.in_dir / "segments").exists():
-        raise UserInputError(f"{args.in_dir}/segments: perturb after formatting segments into recordings")
-    sources = {name: read_map(args.in_dir / name) for name in ("wav.scp", "text", "utt2spk")}
-    optional = {
-        name: read_map(args.in_dir / name)
-        for name in ("utt2lang", "utt2dur", "utt2category", "spk2gender")
-        if (args.in_dir / name).exists()
-    }
-    out: dict[str, dict[str, str]] = {name: {} for name in ("wav.scp", "text", "utt2spk", *optional)}
-    for factor in args.factors:
-        prefix = "" if factor == 1.0 else f"sp{factor:g}-"
-        for utt, spk in sources["utt2spk"].items():
-            new = prefix + utt
-            out["utt2spk"][new] = prefix + spk
-            out["text"][new] = sources["text"][utt]
-            wav = sources["wav.scp"][utt]
-            out["wav.scp"][new] = wav if factor == 1.0 else perturbed_entry(wav, factor)
-            for name in ("utt2lang", "utt2category"):
-                if name in optional:
-                    out[name][new] = optional[name][utt]
-            if "utt2dur" in optional:
-                out["utt2dur"][new] = f"{float(optional['utt2dur'][utt]) / factor:.3f}"
-        if "spk2gender" in optional:
-            for spk, gender in optional["spk2gender"].items():
-                out["spk2gender"][prefix + spk] = gender
-    write_data_dir(
-        args.out_dir,
-        wav_scp=out["wav.scp"],
-        text=out["text"],
-        utt2spk=out["utt2spk"],
-        **{name.replace(".", "_"): values for name, values in out.items() if name in optional},
-    )
-    logger.info("%s: %d utterances (factors %s)", args.out_dir, len(out["text"]), args.factors)
+
+    def maker(factor: float) -> CopyMaker:
+        return lambda utt, entry, dur: (perturbed_entry(entry, factor), None if dur is None else dur / factor)
+
+    copies = {("" if factor == 1.0 else f"sp{factor:g}-"): (None if factor == 1.0 else maker(factor))
+              for factor in args.factors}
+    count = copy_data_dir(args.in_dir, args.out_dir, copies)
+    logger.info("%s: %d utterances (factors %s)", args.out_dir, count, args.factors)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -85,6 +85,44 @@ def write_data_dir(
     _install(Path(path), files, no_text=False)
 
 
+# (utterance, its wav.scp entry, its duration or None) -> the copy's (entry, duration or None).
+CopyMaker = Callable[[str, str, float | None], tuple[str, float | None]]
+COPIED_FILES = ("utt2lang", "utt2dur", "utt2category", "spk2gender")
+
+
+def copy_data_dir(source: PathLike, target: PathLike, copies: Mapping[str, CopyMaker | None]) -> int:
+    """Write ``target`` with one copy of ``source`` per entry of ``copies`` (Kaldi's perturbed dirs).
+
+    ``copies`` maps a prefix (``"sp0.9-"``, ``"aug1-"``; ``""`` for the original) to a function
+    of (utterance, wav.scp entry, duration) giving the copy's (entry, duration), or None for an
+    unchanged copy.  Utterance and speaker ids get the prefix
+    (a perturbed speaker is a new speaker); text, language and category are the original's.
+    Returns the number of utterances written.
+    """
+    source = Path(source)
+    if (source / "segments").exists():
+        raise UserInputError(f"{source}/segments: perturb after formatting segments into recordings")
+    wav, text, utt2spk = (read_map(source / name) for name in ("wav.scp", "text", "utt2spk"))
+    optional = {name: read_map(source / name) for name in COPIED_FILES if (source / name).exists()}
+    out: dict[str, dict[str, str]] = {name: {} for name in ("wav.scp", "text", "utt2spk", *optional)}
+    for prefix, make in copies.items():
+        for utt, spk in utt2spk.items():
+            dur = float(optional["utt2dur"][utt]) if "utt2dur" in optional else None
+            entry, dur = (wav[utt], dur) if make is None else make(utt, wav[utt], dur)
+            new = prefix + utt
+            out["utt2spk"][new], out["text"][new], out["wav.scp"][new] = prefix + spk, text[utt], entry
+            for name in ("utt2lang", "utt2category"):
+                if name in optional:
+                    out[name][new] = optional[name][utt]
+            if dur is not None:
+                out["utt2dur"][new] = f"{dur:.3f}" if make is not None else optional["utt2dur"][utt]
+        for spk, gender in optional.get("spk2gender", {}).items():
+            out["spk2gender"][prefix + spk] = gender
+    write_data_dir(target, wav_scp=out["wav.scp"], text=out["text"], utt2spk=out["utt2spk"],
+                   **{name.replace(".", "_"): values for name, values in out.items() if name in optional})
+    return len(out["text"])
+
+
 def _install(
     target: Path,
     files: Mapping[str, Mapping[str, str]],

@@ -36,11 +36,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import soundfile as sf
-import yaml
 from tqdm import tqdm
 
 from espnet_adapters.scoring.normalize import normalize_text
 from espnet_adapters.utils.cli import UserInputError
+from espnet_adapters.utils.config import read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,7 @@ class Utterance:
 
 def load_synth_config(path: str | os.PathLike[str]) -> SynthConfig:
     """Read and check ``conf/synth.yaml``; errors name the file and the field."""
-    with open(path, encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle)
+    raw = read_yaml(path)
     try:
         speakers = [Speaker(**entry) for entry in raw["speakers"]]
         config = SynthConfig(dict(raw["voices"]), speakers, float(raw["noise_dbfs"]))
@@ -116,11 +115,21 @@ def load_synth_config(path: str | os.PathLike[str]) -> SynthConfig:
     return config
 
 
+def other_languages(path: str | os.PathLike[str]) -> list[str]:
+    """The languages the other synthesizer speaks (``conf/synth_other.yaml``), each language's
+    speakers loaded (and so checked) by :func:`load_other_config`.  Errors name the file."""
+    raw = read_yaml(path)
+    if not isinstance(raw, dict) or not isinstance(raw.get("voices"), dict):
+        raise UserInputError(f"{path}: expected a mapping with `voices` (language: voices) and `speakers`")
+    for lang in raw["voices"]:
+        load_other_config(path, str(lang))
+    return [str(lang) for lang in raw["voices"]]
+
+
 def load_other_config(path: str | os.PathLike[str], lang: str) -> list[OtherSpeaker]:
     """The other synthesizer's speakers of ``lang`` (``conf/synth_other.yaml``): each prosody
     entry of ``speakers`` with the language's voices in turn.  Errors name the file and field."""
-    with open(path, encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle)
+    raw = read_yaml(path)
     try:
         voices = raw["voices"]
         prosody = raw["speakers"]

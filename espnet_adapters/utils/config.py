@@ -58,6 +58,17 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     raise ValueError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """The yaml document in ``path``; an unreadable file or invalid yaml is an error naming it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except OSError as err:
+        raise UserInputError(f"{path}: cannot read: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise UserInputError(f"{path}: invalid yaml: {err}") from err
+
+
 def load_yaml_config(path: str | os.PathLike[str], cls: type[ConfigT]) -> ConfigT:
     """Build dataclass ``cls`` from the yaml mapping in ``path``; errors name the file.
 
@@ -65,13 +76,7 @@ def load_yaml_config(path: str | os.PathLike[str], cls: type[ConfigT]) -> Config
     An empty file is an error: a config with nothing in it is a mistake, not "all defaults".
     ``cls.__post_init__`` may raise ``ValueError`` for values out of range.
     """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except OSError as err:
-        raise UserInputError(f"{path}: cannot read: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise UserInputError(f"{path}: invalid yaml: {err}") from err
+    raw = read_yaml(path)
     if raw is None:  # an empty file (or only comments) is a mistake, not "all defaults"
         raise UserInputError(f"{path}: empty; a config names at least one setting (see conf/ for examples)")
     return config_from_mapping(cls, raw, str(path))

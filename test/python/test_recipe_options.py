@@ -7,6 +7,7 @@ dataclasses by espnet_adapters.bin.check_configs).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def test_bad_option(recipe: Path, args: tuple[str, ...], message: str) -> None:
     ("--lora_config", "r: 0\n", "r must be >= 1"),
     ("--train_config", "lr: fast\n", "lr: expected float"),
     ("--decode_config", "beam_size: two\n", "beam_size: expected int"),
+    ("--augment_config", "copies: 0\n", "copies: at least 1"),
 ])
 def test_bad_config_file(recipe: Path, tmp_path: Path, flag: str, content: str, message: str) -> None:
     config = tmp_path / "bad.yaml"
@@ -99,3 +101,18 @@ def test_another_test_set_later_makes_only_it(tmp_path: Path) -> None:
     assert "exp/log/data_prep_en.log" in result.stdout + result.stderr  # run.pl names the job's log
     log = (recipe / "exp" / "log" / "data_prep_en.log").read_text(encoding="utf-8")
     assert "synth_other.yaml: no voice of the other synthesizer for language 'en'" in log
+
+
+def test_bad_other_synthesizer_config_stops_before_stage_1(tmp_path: Path) -> None:
+    """conf/synth_other.yaml (read for the default --test_sets) is checked with the other configs."""
+    recipe = new_recipe(tmp_path / "adapt1", "hi")
+    (recipe / "conf").unlink()
+    shutil.copytree(REPO / "conf", recipe / "conf")
+    other = recipe / "conf" / "synth_other.yaml"
+    other.write_text(other.read_text(encoding="utf-8").replace("f0_mean:", "f0_man:", 1), encoding="utf-8")
+    out = _fails(recipe)
+    assert "conf/synth_other.yaml: malformed config of the other synthesizer" in out and "Traceback" not in out
+    # Not read when the test sets are given (no *_other asked for).
+    result = subprocess.run(["./run.sh", "--test_sets", "test", "--stage", "2", "--stop_stage", "2"], cwd=recipe,
+                            env=recipe_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

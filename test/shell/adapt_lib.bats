@@ -157,7 +157,7 @@ set -euo pipefail
 . "$1"; . "$2"
 expdir=$3/exp dumpdir=$3/dump adapter_tag=r32_qv_dec lora_config=$3/r32_qv_dec.yaml
 lora_ranks=$(seq -s ' ' 1 20000) whisper_model=tools/models/whisper-base test_sets=test lid_config=conf/lid/mlp.yaml
-lora_settings=$'where=decoder\nencoder_top=0'
+config_fields=$'where=decoder\nencoder_top=0'
 family_init
 echo "route_tag=${route_tag} cache=${use_encoder_cache}"
 SH
@@ -173,7 +173,7 @@ set -euo pipefail
 expdir=$3/exp dumpdir=$3/dump adapter_tag=x lora_ranks="" whisper_model=tools/models/whisper-base
 test_sets=test lid_config=conf/lid/mlp.yaml
 for lora_config in "$4"/conf/lora/r32_qv_dec.yaml "$4"/conf/lora/r32_qv_dec_enc2.yaml "$4"/conf/lora/r32_qv_both.yaml; do
-    lora_settings=$(PYTHONPATH=$4 python3 -m espnet_adapters.bin.check_configs --lora_config "${lora_config}" \
+    config_fields=$(PYTHONPATH=$4 python3 -m espnet_adapters.bin.check_configs --lora_config "${lora_config}" \
         --lora_fields where encoder_top 2> /dev/null)
     family_init
     echo "${lora_config##*/} top=${encoder_top} cache=${use_encoder_cache} train_cache=${train_cache}"
@@ -238,6 +238,7 @@ SH
   test_sets="test test_other" test_sets_auto=true
   [ "$(lang_test_sets hi)" = "test test_other" ]
   [ "$(lang_test_sets bn)" = "test" ]
+  [ "$(lang_test_sets en)" = "test" ]  # evaluated only: the first test set
   [ "$(all_sets | paste -sd ' ')" = "hi_train hi_dev hi_test hi_test_other bn_train bn_dev bn_test en_test" ]
   # Other languages' adapters (cross_eval) and the evaluated-only language: the first test set only.
   run decode_plan

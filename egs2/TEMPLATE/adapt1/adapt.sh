@@ -9,7 +9,8 @@
 # skipped when its .done marker matches the current inputs and options):
 #   1  Data preparation: data/<lang>_{train,dev,test[,test_other]} Kaldi dirs (local/data.sh --corpus:
 #      synth, one real corpus, or mix = conf/data/<lang>.yaml; corpus roots in db.sh)
-#   2  Speed perturbation of the training sets (--speed_perturb_factors; off by default)
+#   2  Training-set augmentation (off by default): speed perturbation (--speed_perturb_factors)
+#      -> <lang>_train_sp, then noisy/reverberant copies (--augment_config) -> <lang>_train[_sp]_aug
 #   3  Format audio: 16 kHz mono into dump/raw/<set>; drop too short/long and
 #      empty-text utterances (counted in exp/format/<set>/combine.log)
 #   4  Feature dump: Whisper log-mel -> dump/<model>/<set>/feats.scp (kaldiio) + feats_shape
@@ -73,6 +74,8 @@ train_utts=240         # synth: training utterances per language.
 dev_utts=24            # synth: dev utterances per language (checkpoint selection).
 test_utts=40           # synth: test utterances per language.
 speed_perturb_factors=""  # Stage 2, e.g. "0.9 1.0 1.1": train on <lang>_train_sp instead.
+augment_config=""     # Stage 2, e.g. conf/augment/noise_reverb.yaml: train on <lang>_train[_sp]_aug, the
+                       # originals plus noisy and reverberant copies.
 fs=16000               # Sample rate after formatting (Whisper and OWSM expect 16 kHz).
 min_dur=0.1            # Drop utterances shorter than this (seconds).
 max_dur=30             # Drop utterances longer than this (seconds; Whisper sees 30 s windows).
@@ -157,10 +160,6 @@ main_root=$(cd "$(dirname "$(readlink -f ./path.sh)")" && pwd)
 "${main_root}/tools/install.sh"
 . ./path.sh
 . ./cmd.sh
-# The languages the other synthesizer speaks (test_other of the default --test_sets).
-other_langs=""
-! ${test_sets_auto} || [ "${corpus}" != synth ] || other_langs=$(quietly "${expdir}/log/synth_other.log" \
-    python3 -c 'import sys, yaml; print(" ".join(yaml.safe_load(open(sys.argv[1]))["voices"]))' conf/synth_other.yaml)
 
 if [ ! -f "${lora_config}" ] || [ ! -f "${train_config}" ]; then
     log "Error: --lora_config ${lora_config} or --train_config ${train_config} not found"
@@ -175,11 +174,17 @@ if [ ! -f "${decode_config}" ]; then
     exit 1
 fi
 # Every config through its dataclass (unknown keys, types, ranges, empty files: an error naming the
-# file), the languages against the model, and the LoRA settings the stage scripts read (lora_field).
+# file), the languages against the model, and the LoRA settings the stage scripts read (config_field).
 mapfile -t model_checks < <(model_check_args)
-lora_settings=$(quietly "${expdir}/log/check_configs.log" python3 -m espnet_adapters.bin.check_configs \
+# With the default --test_sets of the synthetic corpus: the languages the other synthesizer speaks
+# (they get test_other), its config checked here rather than in stage 1.
+other_synth=()
+! ${test_sets_auto} || [ "${corpus}" != synth ] || other_synth=(--synth_other_config conf/synth_other.yaml)
+config_fields=$(quietly "${expdir}/log/check_configs.log" python3 -m espnet_adapters.bin.check_configs \
     --lora_config "${lora_config}" --train_config "${train_config}" --decode_config "${decode_config}" \
-    --lid_config "${lid_config}" --lora_fields where encoder_top "${model_checks[@]}")
+    --lid_config "${lid_config}" ${augment_config:+--augment_config "${augment_config}"} "${other_synth[@]}" \
+    --lora_fields where encoder_top "${model_checks[@]}")
+other_langs=$(config_field other_langs)
 if [ "${decode_backend}" != hf ] && [ "${decode_backend}" != ct2 ]; then
     log "Error: --decode_backend ${decode_backend}: hf or ct2"
     exit 2
@@ -192,7 +197,8 @@ if [ -z "${inference_tag}" ]; then
     [ "${decode_backend}" != ct2 ] || [ "${ct2_quantization}" = int8 ] || inference_tag+="_${ct2_quantization}"
 fi
 train_split=train
-[ -z "${speed_perturb_factors}" ] || train_split=train_sp
+[ -z "${speed_perturb_factors}" ] || train_split+=_sp
+[ -z "${augment_config}" ] || train_split+=_aug
 family_init
 if [ -n "${lora_ranks}" ]; then
     # --lora_config at each rank, with the same alpha/r.
@@ -205,8 +211,8 @@ fi
 if run_stage 1; then
     log "Stage 1: data preparation (${corpus}) -> data/<lang>_{train,dev,test}"
     for lang in ${langs} ${eval_langs}; do
-        splits="train dev $(lang_test_sets "${lang}")"
-        [[ " ${langs} " == *" ${lang} "* ]] || splits="${test_sets%% *}"
+        splits=$(lang_test_sets "${lang}")
+        [[ " ${langs} " != *" ${lang} "* ]] || splits="train dev ${splits}"
         splits=$(tr ' ' '\n' <<< "${splits}" | awk 'NF && !seen[$0]++' | paste -sd ' ')
         [ "$(lang_test_sets "${lang}")" = "${test_sets}" ] || [[ " ${eval_langs} " == *" ${lang} "* ]] \
             || log "  ${lang}: no voice of the other synthesizer in conf/synth_other.yaml: no ${lang}_test_other (add one there)"
@@ -241,20 +247,36 @@ if run_stage 1; then
     done
 fi
 
-if run_stage 2 && [ -z "${speed_perturb_factors}" ]; then
-    skip_stage 2 "speed perturbation: no --speed_perturb_factors"
+if run_stage 2 && [ "${train_split}" = train ]; then
+    skip_stage 2 "training-set augmentation: no --speed_perturb_factors, no --augment_config"
 elif run_stage 2; then
-    log "Stage 2: speed perturbation (${speed_perturb_factors}) data/<lang>_train -> data/<lang>_train_sp"
+    log "Stage 2: training-set augmentation data/<lang>_train -> data/<lang>_${train_split}"
     read -r -a factors <<< "${speed_perturb_factors}"
     for lang in ${langs}; do
-        out=data/${lang}_train_sp
-        sig="factors=${speed_perturb_factors} $(checksum "data/${lang}_train"/{wav.scp,text,utt2spk})"
-        up_to_date "${out}" "${out}" "${sig}" && continue
-        ${train_cmd} "${expdir}/log/speed_perturb_${lang}.log" \
-            python3 -m espnet_adapters.bin.speed_perturb --in_dir "data/${lang}_train" --out_dir "${out}" \
-                --factors "${factors[@]}"
-        mark_done "${out}" "${sig}"
-        log "  ${out}: $(wc -l < "${out}/text") utterances"
+        src=data/${lang}_train
+        if [ -n "${speed_perturb_factors}" ]; then
+            out=data/${lang}_train_sp
+            sig="factors=${speed_perturb_factors} $(checksum "${src}"/{wav.scp,text,utt2spk}) $(audio_stamp "${src}")"
+            if ! up_to_date "${out}" "${out}" "${sig}"; then
+                ${train_cmd} "${expdir}/log/speed_perturb_${lang}.log" \
+                    python3 -m espnet_adapters.bin.speed_perturb --in_dir "${src}" --out_dir "${out}" \
+                        --factors "${factors[@]}"
+                mark_done "${out}" "${sig}"
+                log "  ${out}: $(wc -l < "${out}/text") utterances (speed ${speed_perturb_factors})"
+            fi
+            src=${out}
+        fi
+        if [ -n "${augment_config}" ]; then
+            out=${src}_aug
+            sig="augment=$(checksum "${augment_config}") $(checksum "${src}"/{wav.scp,text,utt2spk}) $(audio_stamp "${src}")"
+            [ "${src}" = "data/${lang}_train" ] || sig+=" $(input_sig "${src}" 2)"
+            up_to_date "${out}" "${out}" "${sig}" && continue
+            ${train_cmd} "${expdir}/log/augment_${lang}.log" \
+                python3 -m espnet_adapters.bin.augment_data_dir --in_dir "${src}" --out_dir "${out}" \
+                    --augment_config "${augment_config}"
+            mark_done "${out}" "${sig}"
+            log "  ${out}: $(wc -l < "${out}/text") utterances ($(awk '/reverb/ { r++ } /dB$/ { n++ } END { printf "%d reverberated, %d with noise", r, n }' "${out}/utt2aug") copies)"
+        fi
     done
 fi
 
@@ -264,7 +286,7 @@ if run_stage 3; then
         src=data/${set_name}
         out=${dumpdir}/raw/${set_name}
         made_by=1
-        [[ "${set_name}" != *_train_sp ]] || made_by=2
+        [[ "${set_name}" != *_train_sp && "${set_name}" != *_train*_aug ]] || made_by=2
         upstream=$(input_sig "${src}" "${made_by}")
         sig="fs=${fs} min=${min_dur} max=${max_dur} ${upstream} $(checksum "${src}"/{wav.scp,text,utt2spk}) $(audio_stamp "${src}")"
         up_to_date "${set_name}" "${out}" "${sig}" && continue

@@ -131,9 +131,9 @@ check_options() {
     done
     [ "${stage}" -le "${stop_stage}" ] || option_error stage "${stage}" "a stage <= --stop_stage ${stop_stage}"
 }
-# lora_field KEY: KEY of --lora_config (its LoraSpec default where the file is silent), from
-# lora_settings (check_configs --lora_fields, once per run).
-lora_field() { sed -n "s/^$1=//p" <<< "${lora_settings}"; }
+# config_field KEY: a value check_configs printed once per run (config_fields): KEY of --lora_config
+# (where, encoder_top: its LoraSpec default where the file is silent) or other_langs.
+config_field() { sed -n "s/^$1=//p" <<< "${config_fields}"; }
 
 # multilingual: --langs has two or more languages, as language ID and routing (9-12) need.
 multilingual() { [ "$(wc -w <<< "${langs}")" -ge 2 ]; }
@@ -249,10 +249,15 @@ decode_jobs() {
 
 # --- The recipe's layout ---------------------------------------------------------------------
 
-# lang_test_sets LANG: the test sets of LANG, a language of --langs: --test_sets, without the
-# other synthesizer's (*_other) when they are the default's and it has no voice for LANG.
+# lang_test_sets LANG: the test sets of LANG.  A language of --langs: --test_sets, without the
+# other synthesizer's (*_other) when they are the default's and it has no voice for LANG; an
+# evaluated-only language (--eval_langs): the first of --test_sets.
 lang_test_sets() {
     local tset kept=()
+    if [[ " ${langs} " != *" $1 "* ]]; then
+        echo "${test_sets%% *}"
+        return
+    fi
     for tset in ${test_sets}; do
         [[ "${tset}" == *_other ]] && ${test_sets_auto:-false} && [[ " ${other_langs:-} " != *" $1 "* ]] && continue
         kept+=("${tset}")
@@ -268,7 +273,7 @@ all_sets() {
         echo "${lang}_dev"
         for tset in $(lang_test_sets "${lang}"); do echo "${lang}_${tset}"; done
     done
-    for lang in ${eval_langs}; do echo "${lang}_${test_sets%% *}"; done
+    for lang in ${eval_langs}; do echo "${lang}_$(lang_test_sets "${lang}")"; done
 }
 # each_lang TEMPLATE...: every TEMPLATE with <lang> replaced by each language of --langs,
 # one a line, language by language (hi's TEMPLATEs, then it's ...); read them with mapfile.
@@ -298,11 +303,9 @@ adapter_variants() {
 # decode_plan: the decode dirs of stage 7, one "model_tag set lang adapter_dir" line each.
 # Adapters on other languages (--cross_eval) and evaluated-only languages: the first test set.
 decode_plan() {
-    local lang tset other tag dir tsets
+    local lang tset other tag dir
     for lang in ${langs} ${eval_langs}; do
-        tsets=$(lang_test_sets "${lang}")
-        [[ " ${langs} " == *" ${lang} "* ]] || tsets=${test_sets%% *}
-        for tset in ${tsets}; do
+        for tset in $(lang_test_sets "${lang}"); do
             ! ${decode_base} || echo "${model_tag} ${lang}_${tset} ${lang}"
             while read -r tag _; do
                 for other in ${langs}; do

@@ -30,8 +30,8 @@ family_init() {
     # The encoder cache is used only when the adapter leaves the encoder frozen (decoding and
     # training read it); with encoder_top N, training reads the states below the top N layers
     # (train_cache: the cache dir under ${feats_dir} that training reads, if any).
-    lora_where=$(lora_field where)
-    encoder_top=$(lora_field encoder_top)
+    lora_where=$(config_field where)
+    encoder_top=$(config_field encoder_top)
     use_encoder_cache=false train_cache=""
     if [ "${lora_where}" = decoder ] && [ "${encoder_top}" -gt 0 ]; then
         train_cache=encoder_top${encoder_top}
