@@ -74,6 +74,7 @@ class OtherSpeaker:
     gender: str
     transliterate: tuple[str, ...]  # text conversions, e.g. gurmukhi_to_devanagari: the voice reads another script
     encoding: str = "utf-8"  # what the voice reads (the Italian voices: latin-1)
+    own_intonation: bool = False  # the voice's intonation model (f0_mean unused), not a flat one at f0_mean
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,13 @@ def load_synth_config(path: str | os.PathLike[str]) -> SynthConfig:
     return config
 
 
+def _intonation(value: object) -> bool:
+    """``intonation: own`` (True) or ``flat`` (False) of a voice in ``conf/synth_other.yaml``."""
+    if value not in ("own", "flat"):
+        raise ValueError(f"intonation: own or flat, got {value!r}")
+    return value == "own"
+
+
 def other_languages(path: str | os.PathLike[str]) -> list[str]:
     """The languages the other synthesizer speaks (``conf/synth_other.yaml``), each language's
     speakers loaded (and so checked) by :func:`load_other_config`.  Errors name the file."""
@@ -146,6 +154,7 @@ def load_other_config(path: str | os.PathLike[str], lang: str) -> list[OtherSpea
             speakers.append(OtherSpeaker(
                 str(entry["name"]), str(voice["voice"]), float(entry["f0_mean"]), float(entry["stretch"]),
                 str(voice["gender"]), tuple(scripts.get(lang) or ()), str(voice.get("encoding", "utf-8")),
+                _intonation(voice.get("intonation", "flat")),
             ))
             codecs.lookup(speakers[-1].encoding)  # an unknown encoding is a LookupError
     except (KeyError, TypeError, ValueError, ZeroDivisionError, LookupError) as err:
@@ -203,8 +212,7 @@ def audio_key(text: str, voice: str, speaker: Speaker | OtherSpeaker, noise_dbfs
     silently pairing the old audio with the new text.
     """
     if isinstance(speaker, OtherSpeaker):
-        what = json.dumps(["festival", text, speaker.voice, speaker.f0_mean, speaker.stretch,
-                           speaker.transliterate, speaker.encoding, noise_dbfs, PAD_SECONDS])
+        what = json.dumps(["festival", festival_script(speaker, text), speaker.encoding, noise_dbfs, PAD_SECONDS])
     else:
         what = json.dumps([text, voice, speaker.variant, speaker.pitch, speaker.rate, noise_dbfs, PAD_SECONDS])
     return hashlib.sha1(what.encode("utf-8")).hexdigest()[:10]
@@ -320,23 +328,35 @@ def _espeak(utt: Utterance, voice: str, out: Path) -> None:
         )
 
 
+def festival_script(speaker: OtherSpeaker, text: str) -> str:
+    """The Festival commands that speak ``text`` as ``speaker`` (without saving the wave): its
+    voice; a flat intonation model at its mean F0 for a voice that has none of its own (the NSK
+    voices; Festival's Simple method, which is flat for them); its duration factor on top of the
+    voice's own.  A voice with its own intonation model (``intonation: own``, the Italian ones)
+    keeps it: the Simple method imposed on them declines over the whole text and fell silent
+    after its first sentence."""
+    for name in speaker.transliterate:
+        text = TRANSLITERATIONS[name](text)
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    script = f"(voice_{speaker.voice})\n"
+    if not speaker.own_intonation:
+        script += (f"(set! int_simple_params '((f0_mean {speaker.f0_mean:g}) (f0_std {0.12 * speaker.f0_mean:.1f})))\n"
+                   "(Parameter.set 'Int_Method 'Simple)\n")
+    return script + (
+        "(set! ea_stretch (Parameter.get 'Duration_Stretch))\n"
+        f"(Parameter.set 'Duration_Stretch (* {speaker.stretch:g} (if ea_stretch ea_stretch 1.0)))\n"
+        f'(set! ea_utt (SynthText "{quoted}"))\n'
+    )
+
+
 def _festival(utt: Utterance, out: Path) -> None:
-    """One utterance by Festival: the speaker's voice, a flat intonation model at its mean F0
-    (the NSK voices define none), its duration factor on top of the voice's own."""
+    """One utterance by Festival (:func:`festival_script`), saved to ``out``."""
     speaker = utt.speaker
     assert isinstance(speaker, OtherSpeaker)
     text = utt.text
     for name in speaker.transliterate:
         text = TRANSLITERATIONS[name](text)
-    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
-    script = (
-        f"(voice_{speaker.voice})\n"
-        f"(set! int_simple_params '((f0_mean {speaker.f0_mean:g}) (f0_std {0.12 * speaker.f0_mean:.1f})))\n"
-        "(Parameter.set 'Int_Method 'Simple)\n"
-        "(set! ea_stretch (Parameter.get 'Duration_Stretch))\n"
-        f"(Parameter.set 'Duration_Stretch (* {speaker.stretch:g} (if ea_stretch ea_stretch 1.0)))\n"
-        f'(utt.save.wave (SynthText "{quoted}") "{out}" \'riff)\n'
-    )
+    script = festival_script(speaker, utt.text) + f'(utt.save.wave ea_utt "{out}" \'riff)\n'
     scm = out.with_suffix(".scm")
     try:
         text.encode(speaker.encoding)

@@ -195,6 +195,31 @@ def test_festival_speaks_every_language_of_the_recipe(tmp_path: Path, lang: str)
         assert float(np.abs(audio).max()) > 0.1
 
 
+@pytest.mark.parametrize("lang", ["it", "hi"])
+def test_festival_speaks_every_sentence_of_a_text(tmp_path: Path, lang: str) -> None:
+    """A test sentence of two sentences is spoken to its end: the Italian voices, given a flat intonation
+    model that declines over the whole text, once fell silent after the first sentence (the
+    reference then had words the audio did not)."""
+    from espnet_adapters.data.synth import load_other_config, plan_other
+
+    text = {"it": "Vuoi davvero annullare la registrazione? Tutti i passaggi registrati fino a questo punto "
+                  "andranno persi.",
+            "hi": "क्या आप सचमुच रिकॉर्डिंग रद्द करना चाहते हैं? अब तक रिकॉर्ड किए गए सभी चरण इस बिंदु पर "
+                  "खो जाएँगे।"}[lang]
+    plan = plan_corpus(lang, [text, "x.", "y."], _speakers(), {"train": 1, "dev": 1, "test": 1}, tmp_path, 1,
+                       voice=lang, noise_dbfs=-60)
+    utts = [u for utts in plan.values() for u in utts if u.text == text]
+    for utt in plan_other(lang, utts * 2, load_other_config(REPO / "conf" / "synth_other.yaml", lang), tmp_path, -60):
+        synthesize(utt, lang, noise_dbfs=-60)
+        audio, rate = sf.read(utt.wav_path, dtype="float32")
+        frames = audio[: len(audio) // (rate // 10) * (rate // 10)].reshape(-1, rate // 10)
+        energy = 10 * np.log10((frames**2).mean(axis=1) + 1e-12)
+        speech = np.flatnonzero(energy > energy.max() - 35)
+        # Speech runs to the last second (0.25 s of padding and the voice's final pause; the silent
+        # Italian audio ended after 3 of its 7 s) and fills most of the clip.
+        assert speech[-1] >= len(energy) - 10 and len(speech) > 0.7 * len(energy), (utt.utt_id, len(energy), speech)
+
+
 def test_a_voice_that_cannot_read_the_text_names_the_utterance(tmp_path: Path) -> None:
     from espnet_adapters.data.synth import load_other_config, plan_other
 
