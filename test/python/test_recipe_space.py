@@ -62,7 +62,7 @@ def test_stages_1_to_4_run_under_a_path_with_a_space(spaced: tuple[Path, list[st
 
 def test_skipped_stages_say_why(spaced: tuple[Path, list[str], str]) -> None:
     recipe, args, out = spaced
-    assert ") Skip stage 2: speed perturbation: no --speed_perturb_factors" in out
+    assert ") Skip stage 2: training-set augmentation: no --speed_perturb_factors, no --augment_config" in out
     out = run_recipe(recipe, *args, "--stage", "9")
     for stage, what in ((9, "language ID"), (10, "routing"), (11, "code-switching")):
         assert f") Skip stage {stage}: {what} needs two or more --langs" in out
