@@ -6,9 +6,10 @@ has a value of the wrong type or out of range, or is empty, is an error naming
 the file (exit 1), not a traceback in stage 6 or a silent default.  With
 ``--lora_fields KEY ...`` it prints the LoRA config's values of those keys (its
 defaults where the file is silent), one ``KEY=VALUE`` line each, for the stage
-scripts (``where``, ``encoder_top``); with ``--synth_other_config``, ``other_langs=...``.  With ``--whisper_model`` and ``--langs``, every
-language must have a language token in that Whisper model (``--langs Hindi`` or
-``--langs xx`` stops here, not in stage 7).
+scripts (``where``, ``encoder_top``); with ``--synth_other_config``, the line
+``other_langs=...`` (the languages the other synthesizer speaks).  With
+``--whisper_model`` and ``--langs``, every language must have a language token in
+that Whisper model (``--langs Hindi`` or ``--langs xx`` stops here, not in stage 7).
 """
 
 from __future__ import annotations
