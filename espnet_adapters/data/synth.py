@@ -212,7 +212,8 @@ def audio_key(text: str, voice: str, speaker: Speaker | OtherSpeaker, noise_dbfs
     silently pairing the old audio with the new text.
     """
     if isinstance(speaker, OtherSpeaker):
-        what = json.dumps(["festival", festival_script(speaker, text), speaker.encoding, noise_dbfs, PAD_SECONDS])
+        what = json.dumps(["festival", festival_script(speaker, spoken_text(speaker, text)), speaker.encoding,
+                           noise_dbfs, PAD_SECONDS])
     else:
         what = json.dumps([text, voice, speaker.variant, speaker.pitch, speaker.rate, noise_dbfs, PAD_SECONDS])
     return hashlib.sha1(what.encode("utf-8")).hexdigest()[:10]
@@ -328,15 +329,20 @@ def _espeak(utt: Utterance, voice: str, out: Path) -> None:
         )
 
 
+def spoken_text(speaker: OtherSpeaker, text: str) -> str:
+    """``text`` as ``speaker``'s voice reads it: after its transliterations (``conf/synth_other.yaml``)."""
+    for name in speaker.transliterate:
+        text = TRANSLITERATIONS[name](text)
+    return text
+
+
 def festival_script(speaker: OtherSpeaker, text: str) -> str:
-    """The Festival commands that speak ``text`` as ``speaker`` (without saving the wave): its
-    voice; a flat intonation model at its mean F0 for a voice that has none of its own (the NSK
+    """The Festival commands that speak ``text`` (already :func:`spoken_text`) as ``speaker``,
+    without saving the wave: its voice; a flat intonation model at its mean F0 for a voice that has none of its own (the NSK
     voices; Festival's Simple method, which is flat for them); its duration factor on top of the
     voice's own.  A voice with its own intonation model (``intonation: own``, the Italian ones)
     keeps it: the Simple method imposed on them declines over the whole text and fell silent
     after its first sentence."""
-    for name in speaker.transliterate:
-        text = TRANSLITERATIONS[name](text)
     quoted = text.replace("\\", "\\\\").replace('"', '\\"')
     script = f"(voice_{speaker.voice})\n"
     if not speaker.own_intonation:
@@ -353,10 +359,8 @@ def _festival(utt: Utterance, out: Path) -> None:
     """One utterance by Festival (:func:`festival_script`), saved to ``out``."""
     speaker = utt.speaker
     assert isinstance(speaker, OtherSpeaker)
-    text = utt.text
-    for name in speaker.transliterate:
-        text = TRANSLITERATIONS[name](text)
-    script = festival_script(speaker, utt.text) + f'(utt.save.wave ea_utt "{out}" \'riff)\n'
+    text = spoken_text(speaker, utt.text)
+    script = festival_script(speaker, text) + f'(utt.save.wave ea_utt "{out}" \'riff)\n'
     scm = out.with_suffix(".scm")
     try:
         text.encode(speaker.encoding)
