@@ -103,21 +103,19 @@ def plan_copy(config: AugmentConfig, utt: str, copy: int) -> CopySpec:
 def augmented_entry(entry: str, spec: CopySpec) -> str:
     """A ``wav.scp`` value whose output is ``entry``'s audio augmented as ``spec`` says."""
     entry = entry.strip()
-    if entry.endswith("|"):
-        command, source = entry[:-1].rstrip() + " | ", "-t wav -"
-    else:
-        command, source = "", shlex.quote(entry)
+    piped = entry.endswith("|")
+    commands = [entry[:-1].rstrip()] if piped else []
+    source = "-t wav -" if piped else shlex.quote(entry)
     if spec.reverberance is not None:
         # -R: no random dither, the same samples on every run.  The length is kept (sox cuts the
         # reverb's tail at the end of the input; a recording's own trailing silence holds it).
-        command += f"sox -R {source} -t wav - reverb {spec.reverberance:g} 50 100 | "
-        source = "-t wav -"
+        commands.append(f"sox -R {source} -t wav - reverb {spec.reverberance:g} 50 100")
+    elif not piped:
+        commands.append(f"sox -R {source} -t wav -")
     if spec.snr_db is not None:
-        if source != "-t wav -":
-            command += f"sox -R {source} -t wav - | "
-        command += (f"python3 -m espnet_adapters.bin.add_noise --snr_db {spec.snr_db:g} "
-                    f"--color {spec.color} --seed {spec.noise_seed} | ")
-    return command.rstrip()[:-1].rstrip() + " |"
+        commands.append(f"python3 -m espnet_adapters.bin.add_noise --snr_db {spec.snr_db:g} "
+                        f"--color {spec.color} --seed {spec.noise_seed}")
+    return " | ".join(commands) + " |"
 
 
 def colored_noise(num_samples: int, color: str, rng: np.random.Generator) -> np.ndarray:
