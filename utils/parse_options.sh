@@ -101,6 +101,18 @@ while [ "${__po_i}" -lt "${#__po_args[@]}" ]; do
         echo "parse_options.sh: cannot read config file '${__po_file}'" >&2
         exit 1
       fi
+      # Every name=value line must set an option of the script (a typo would be ignored otherwise).
+      __po_line=0
+      while IFS= read -r __po_text || [ -n "${__po_text}" ]; do
+        __po_line=$((__po_line + 1))
+        if [[ "${__po_text}" =~ ^[[:space:]]*([A-Za-z_][A-Za-z0-9_]*)= ]]; then
+          __po_name="${BASH_REMATCH[1]}"
+          if [ -z "${!__po_name+set}" ]; then
+            echo "parse_options.sh: ${__po_file}:${__po_line}: unknown option '${__po_name}'" >&2
+            exit 1
+          fi
+        fi
+      done < "${__po_file}"
       # shellcheck disable=SC1090
       . "${__po_file}" || { echo "parse_options.sh: error sourcing config '${__po_file}'" >&2; exit 1; }
       ;;
@@ -156,5 +168,5 @@ while [ $# -gt 0 ]; do
 done
 
 unset -f __po_print_help
-unset __po_script __po_args __po_i __po_arg __po_file __po_opt __po_value __po_name __po_old
+unset __po_script __po_args __po_i __po_arg __po_file __po_line __po_text __po_opt __po_value __po_name __po_old
 true

@@ -20,7 +20,9 @@ by espnet_adapters.bin.score) and writes, atomically:
     Corr column;
   - per model, ESPnet-style detailed tables |dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|
     for words and for characters;
-  - the content of --extra_md, verbatim (give it its own "## ..." heading).
+  - the content of --extra_md, verbatim (give it its own "## ..." heading);
+  - with --timing (the recipe's exp/log/timing.tsv), the wall time of every stage of every
+    invocation that wrote into the exp dir.
 
 Decodings without scores.json are not listed; finding none at all is an error,
 so that a wrong --exp_dir never overwrites RESULTS.md with an empty table.  A
@@ -37,6 +39,7 @@ from typing import Sequence
 
 from espnet_adapters.scoring.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
 from espnet_adapters.scoring.results import collect_environment, find_entries, render_results
+from espnet_adapters.scoring.timing import read_timing, render_timing
 from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
 from espnet_adapters.utils.fileio import atomic_write
 
@@ -56,6 +59,10 @@ def get_parser() -> argparse.ArgumentParser:
         help="Command line that reproduces (part of) the results, shown in the header; repeatable.",
     )
     parser.add_argument("--extra_md", type=Path, default=None, help="Markdown file appended at the end.")
+    parser.add_argument(
+        "--timing", type=Path, default=None,
+        help="The recipe's timing.tsv (run_started, stage, seconds, status): a wall-time section.",
+    )
     parser.add_argument(
         "--bootstrap_resamples", type=int, default=DEFAULT_RESAMPLES,
         help="Resamples of the paired bootstrap confidence intervals (adapters vs base).",
@@ -86,6 +93,8 @@ def run(args: argparse.Namespace) -> None:
         entries, collect_environment(_REPO_DIR), args.command, extra_md,
         num_resamples=args.bootstrap_resamples, seed=args.bootstrap_seed,
     )
+    if args.timing is not None:
+        text += "\n" + render_timing(read_timing(args.timing), str(args.timing))
     with atomic_write(args.out) as out:
         out.write(text)
     logger.info("wrote %s (%d scored decodings)", args.out, len(entries))

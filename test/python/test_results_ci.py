@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from espnet_adapters.bin import make_results, score
 from espnet_adapters.scoring.bootstrap import paired_bootstrap
 from espnet_adapters.scoring.per_utt import paired_counts, read_per_utt
 from espnet_adapters.scoring.results import Environment, find_entries, render_results
+from espnet_adapters.scoring.timing import read_timing
 from fixtures.decoding import write_decode_stats
 from espnet_adapters.utils.cli import UserInputError
 
@@ -309,3 +311,42 @@ def test_make_results_cli_bootstrap_options(tmp_path: Path) -> None:
     text = out.read_text(encoding="utf-8")
     assert "(300 resamples with replacement, seed 5," in text
     assert "|pa_test|6|whisper_base|r8|" in text
+
+
+# --- the wall-time section --------------------------------------------------------------
+
+TIMING = (
+    "run_started\tstage\tseconds\tstatus\n"
+    "2026-12-07T10:00:00\t1\t12\tok\n2026-12-07T10:00:00\t5\t361\tok\n2026-12-07T10:00:00\t6\t75\tfailed\n"
+    "2026-12-07T11:00:00\t5\t0\tok\n2026-12-07T11:00:00\t6\t3725\tok\n2026-12-07T11:00:00\t7\t59\tok\n"
+)
+
+
+def test_make_results_wall_time_section(tmp_path: Path) -> None:
+    _adapter_exp(tmp_path)
+    timing = _write(tmp_path / "exp" / "log" / "timing.tsv", TIMING)
+    out = tmp_path / "RESULTS.md"
+    argv = ["--exp_dir", str(tmp_path / "exp"), "--out", str(out), "--bootstrap_resamples", "50"]
+    assert make_results.main(argv) == 0
+    assert "## Wall time" not in out.read_text(encoding="utf-8")
+    assert make_results.main([*argv, "--timing", str(timing)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "|run started|stage 1|stage 5|stage 6|stage 7|total|" in text
+    assert "|2026-12-07T10:00:00|12 s|6:01|1:15 failed||7:28|" in text
+    assert "|2026-12-07T11:00:00||0 s|62:05|59 s|63:04|" in text
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", ":1: expected the header"),
+    ("run_started\tstage\tseconds\tstatus\n2026\t5\t1.5\tok\n", ":2: expected run_started, stage, seconds"),
+    ("run_started\tstage\tseconds\tstatus\nx\t5\t1\tok\nx\t6\t2\tdone\n", ":3: expected run_started"),
+])
+def test_bad_timing_names_file_and_line(tmp_path: Path, content: str, message: str) -> None:
+    _adapter_exp(tmp_path)
+    timing = _write(tmp_path / "timing.tsv", content)
+    out = _write(tmp_path / "RESULTS.md", "old\n")
+    argv = ["--exp_dir", str(tmp_path / "exp"), "--out", str(out), "--timing", str(timing)]
+    with pytest.raises(UserInputError, match=re.escape(f"{timing}{message}")):
+        read_timing(timing)
+    assert make_results.main(argv) == 1
+    assert out.read_text(encoding="utf-8") == "old\n"

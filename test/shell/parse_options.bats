@@ -85,6 +85,21 @@ SCRIPT_EOF
   [[ "$output" == *"cannot read config file"* ]]
 }
 
+@test "--config naming an option the script does not have fails with file and line" {
+  printf '# a preset\nstage=7\n  stop_stge=8\n' > "${BATS_TEST_TMPDIR}/typo.conf"
+  run "${SCRIPT}" --config "${BATS_TEST_TMPDIR}/typo.conf"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"typo.conf:3: unknown option 'stop_stge'"* ]]
+  [[ "$output" != *"stage=7"* ]]
+}
+
+@test "the shipped presets set only options of the recipe" {
+  for f in "${REPO}"/conf/preset/*.conf; do
+    run "${REPO}/egs2/TEMPLATE/adapt1/adapt.sh" --config "$f" --help
+    [ "$status" -eq 0 ]
+  done
+}
+
 @test "--help lists the declared options with their comments and exits 0" {
   run "${SCRIPT}" --stage 4 --help
   [ "$status" -eq 0 ]

@@ -30,6 +30,9 @@
 #  11  Code-switching: synthetic inter-sentential and rapid-switching utterances built from
 #      the test sets, routed segment by segment (sliding-window LID over the encoder frames)
 #  12  Report: LID, routing and code-switching tables and plots appended to ${results}
+# Presets: --config FILE sources a shell file of option=value lines before the other options
+# (Kaldi's parse_options), e.g. --config conf/preset/large.conf: the larger adapters of README
+# "Levers" (top 2 encoder layers, 960 training sentences, 640 steps; about 25 min per language).
 # Grids: --models "m1 m2" runs the stages once per model; --lora_ranks "8 32" trains every
 # language at every rank (stage 6 resubmits only the cells that are not done).
 # --model_family owsm: OWSM through ESPnet's own S2T task and LoRA adapters instead of Whisper

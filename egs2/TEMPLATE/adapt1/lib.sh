@@ -361,6 +361,7 @@ write_results() {
             2>/dev/null >> "${expdir}/results_extra.md" || true
     fi
     [ ! -s "${expdir}/results_extra.md" ] || extra=(--extra_md "${expdir}/results_extra.md")
+    [ ! -s "${expdir}/log/timing.tsv" ] || extra+=(--timing "${expdir}/log/timing.tsv")
     ${train_cmd} "${expdir}/log/make_results.log" \
         python3 -m espnet_adapters.bin.make_results --exp_dir "${expdir}" --out "${results}" \
             "${commands[@]}" "${extra[@]}"
