@@ -4,7 +4,8 @@ The question the routing experiment answers is whether an unknown-language
 utterance can be sent to the right adapter(s) at little cost in WER and in
 latency; the yardstick is oracle routing (the true language's adapter).  This
 module puts the measurements of eval_lid, route_decode and score side by side
-and checks them against the seed targets (:class:`Targets`).
+and checks the WER against the seed target (:class:`Targets`; the latency target is
+stated, not judged from one timing).
 
 Per strategy: WER / CER pooled and per language; routing accuracy; relative
 WER gap to oracle; decode ms per utterance; LID ms per utterance (eval_lid's
@@ -137,11 +138,13 @@ class Comparison:
     wer_gap: float | None  # pooled, relative %
     overhead_ms: float | None
 
-    def meets(self, max_wer_gap: float, max_overhead_ms: float) -> tuple[bool, bool] | None:
-        """(WER target met, latency target met), or None without oracle."""
-        if self.wer_gap is None or self.overhead_ms is None:
+    def meets_wer(self, max_wer_gap: float) -> bool | None:
+        """Whether the WER target is met, or None without oracle.  The latency target is not
+        judged here: the overhead comes from one timing of decodes of different text under
+        whatever load the machine had (bench/routing_overhead.py repeats its measurement)."""
+        if self.wer_gap is None:
             return None
-        return self.wer_gap < max_wer_gap, self.overhead_ms < max_overhead_ms
+        return self.wer_gap < max_wer_gap
 
 
 def compare(result: StrategyResult, oracle: StrategyResult | None) -> Comparison:
@@ -209,21 +212,21 @@ def _verdict(met: bool, shown: str) -> str:
 def _target_lines(
     results: Sequence[StrategyResult], oracle: StrategyResult | None, max_wer_gap: float, max_overhead_ms: float
 ) -> list[str]:
-    """Whether each strategy meets the seed targets, from the measured numbers."""
+    """Whether each strategy meets the WER target; the latency target is stated, not judged."""
     lines = [f"**Targets**: < {max_wer_gap:g}% relative pooled WER degradation vs oracle and "
-             f"< {max_overhead_ms:g} ms/utt latency overhead vs oracle.", ""]
+             f"< {max_overhead_ms:g} ms/utt latency overhead vs oracle. The overhead above is one timing "
+             "of decodes of different text on a machine that may have been busy, so it gets no verdict "
+             "here: `bench/routing_overhead.py` times the adapters' cost on the same tokens, the median of "
+             "repeated rounds on an idle machine (README).", ""]
     for result in results:
         if result.name == ORACLE:
             continue
         comparison = compare(result, oracle)
-        meets = comparison.meets(max_wer_gap, max_overhead_ms)
-        if meets is None:
+        met = comparison.meets_wer(max_wer_gap)
+        if met is None:
             lines.append(f"- {_strategy_label(result)}: n/a (no oracle)")
             continue
-        summary = "meets both targets" if all(meets) else "misses a target"
-        lines.append(f"- {_strategy_label(result)}: {summary}: WER "
-                     f"{_verdict(meets[0], _signed(comparison.wer_gap, '%'))}, overhead "
-                     f"{_verdict(meets[1], _signed(comparison.overhead_ms, ' ms', 2))}")
+        lines.append(f"- {_strategy_label(result)}: WER {_verdict(met, _signed(comparison.wer_gap, '%'))}")
     return lines + [""]
 
 

@@ -143,14 +143,16 @@ def test_targets_are_checked_against_the_numbers(exp: Path) -> None:
     assert "< 5% relative pooled WER degradation vs oracle and < 10 ms/utt" in md
     verdicts = {line[2:].split(":")[0]: line for line in md.splitlines() if line.startswith("- ")}
     assert "oracle" not in verdicts
-    assert "meets both targets: WER met (+4.0%), overhead met (+7.50 ms)" in verdicts["hard"]
-    assert "misses a target: WER missed (+10.0%), overhead missed (+17.50 ms)" in verdicts["soft"]
-    assert "meets both targets" in verdicts["threshold (τ=0.7)"] and "missed" not in verdicts["threshold (τ=0.7)"]
-    assert "WER missed (+100.0%), overhead met (-5.00 ms)" in verdicts["base"]
+    assert verdicts["hard"] == "- hard: WER met (+4.0%)"
+    assert verdicts["soft"] == "- soft: WER missed (+10.0%)"
+    assert verdicts["threshold (τ=0.7)"] == "- threshold (τ=0.7): WER met (+2.0%)"
+    assert verdicts["base"] == "- base: WER missed (+100.0%)"
+    # one timing of the decodes gets no latency verdict (soft's +17.5 ms is above the 10 ms target)
+    assert "overhead met" not in md and "overhead missed" not in md and "gets no verdict" in md
     # a looser WER target turns the same numbers into a pass
     assert _run(exp, "--max_wer_gap", "150", "--max_overhead_ms", "20") == 0
     md = (exp / "report/routing.md").read_text(encoding="utf-8")
-    assert "< 150% relative" in md and "misses a target" not in md
+    assert "< 150% relative" in md and "< 20 ms/utt" in md and "WER missed" not in md
 
 
 def test_tau_table_marks_the_chosen_tau(exp: Path) -> None:
