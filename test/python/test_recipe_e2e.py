@@ -213,7 +213,14 @@ def test_lid_routing_and_codeswitching(recipe: Path) -> None:
     assert set(results["systems"]) == {"lid", "whisper", "majority"} and results["n"] == 8
     routing = recipe / "exp" / "whisper_base_routing_r32_qv_dec_train_smoke"
     tau = json.loads((routing / "tau_selection.json").read_text())
-    assert tau["chosen"] in (0.5, 0.9) and len(tau["candidates"]) == 2
+    # the chosen tau is the candidate of the lowest pooled dev WER (ties: the higher tau), each
+    # candidate's WER the one its dev decode scored
+    candidates = {item["tau"]: item["dev_wer"] for item in tau["candidates"]}
+    assert sorted(candidates) == [0.5, 0.9]
+    for value, wer in candidates.items():
+        dev_scores = json.loads((routing / "dev" / f"threshold_tau{value:g}" / "score" / "scores.json").read_text())
+        assert dev_scores["wer"] == wer
+    assert tau["chosen"] == min(candidates, key=lambda value: (candidates[value], -value))
     test_utts = sorted(line.split()[0] for lang in ("hi", "it")
                        for line in (recipe / "dump" / "raw" / f"{lang}_test" / "text").read_text().splitlines())
     for strategy in ("oracle", "hard", "soft", "threshold", "base"):
@@ -232,3 +239,11 @@ def test_lid_routing_and_codeswitching(recipe: Path) -> None:
     for section in ("## Language ID", "## Adapter routing", "## Code-switched test sets"):
         assert section in text
     assert (routing / "routing.png").is_file() and (routing / "codeswitch" / "report" / "posteriors.png").is_file()
+    # Stage 13: the adapters' weight analysis, from the same adapters as routing.
+    analysis = recipe / "exp" / "whisper_base_analysis_r32_qv_dec_train_smoke"
+    data = json.loads((analysis / "analysis.json").read_text(encoding="utf-8"))
+    assert data["langs"] == ["hi", "it"] and set(data["whole"]) == {"hi-it"} and -1 <= data["whole"]["hi-it"] <= 1
+    assert data["ranks"] == {"hi": 32, "it": 32}
+    assert "## Adapter analysis: weights" in text
+    assert "![similarity](exp/whisper_base_analysis_r32_qv_dec_train_smoke/similarity.png)" in text
+    assert (analysis / "similarity.png").is_file() and (analysis / "spectra.png").is_file()

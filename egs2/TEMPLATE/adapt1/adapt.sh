@@ -30,6 +30,8 @@
 #  11  Code-switching: synthetic inter-sentential and rapid-switching utterances built from
 #      the test sets, routed segment by segment (sliding-window LID over the encoder frames)
 #  12  Report: LID, routing and code-switching tables and plots appended to ${results}
+#  13  Adapter analysis: cosine similarity of the languages' weight deltas (heatmap, dendrogram),
+#      their spectra and effective ranks -> exp/<model>_analysis_<tag>, appended to ${results}
 # Presets: --config FILE sources a shell file of option=value lines before the other options
 # (Kaldi's parse_options), e.g. --config conf/preset/large.conf: the larger adapters of README
 # "Levers" (top 2 encoder layers, 960 training sentences, 640 steps; about 25 min per language).
@@ -38,8 +40,8 @@
 # --model_family owsm: OWSM through ESPnet's own S2T task and LoRA adapters instead of Whisper
 # (owsm_stages.sh): stage 4 writes S2T data dirs, stage 5 gets the base model (--owsm_model:
 # a Hub name, a pack zip, or "tiny": a tiny OWSM trained here on the training sets), stage 6
-# trains with espnet2.bin.s2t_train, stage 7 decodes base + adapter in-process; stages 9-12
-# (LID, routing) are Whisper-only.
+# trains with espnet2.bin.s2t_train, stage 7 decodes base + adapter in-process; stages 9-13
+# (LID, routing, analysis) are Whisper-only.
 # Layout: this script has the options, the stage guards and order, and the stages every model
 # family shares (1-3, 6's job array, 7-8); <family>_stages.sh (whisper_stages.sh,
 # owsm_stages.sh) defines the same functions for what differs (stage4, stage5, train_cell,
@@ -418,6 +420,10 @@ fi
 
 if multilingual_stage 12 "the LID, routing and code-switching report"; then
     stage12
+fi
+
+if multilingual_stage 13 "the adapter analysis"; then
+    stage13
 fi
 
 timing_report

@@ -135,9 +135,9 @@ check_options() {
 # (where, encoder_top: its LoraSpec default where the file is silent) or other_langs.
 config_field() { sed -n "s/^$1=//p" <<< "${config_fields}"; }
 
-# multilingual: --langs has two or more languages, as language ID and routing (9-12) need.
+# multilingual: --langs has two or more languages, as language ID, routing and the analysis (9-13) need.
 multilingual() { [ "$(wc -w <<< "${langs}")" -ge 2 ]; }
-# multilingual_stage N WHAT: run_stage N for a stage that compares languages (9-12); with
+# multilingual_stage N WHAT: run_stage N for a stage that compares languages (9-13); with
 # one language in --langs, stage N is skipped and says so.
 multilingual_stage() {
     run_stage "$1" || return 1
@@ -328,7 +328,8 @@ decode_plan() {
 
 # --- Results ---------------------------------------------------------------------------------
 
-# write_results: ${results} from every scores.json, plus the routing report(s) of stage 12.
+# write_results: ${results} from every scores.json, plus the routing report(s) of stage 12 and the
+# adapter analysis of stage 13.
 # Each model's run leaves its command line in ${expdir}/log/command.<model>, without stage
 # selection (stages are resumable: the whole command reproduces everything); the header
 # lists them all (a Whisper and an OWSM run of one recipe share the tables).
@@ -359,6 +360,9 @@ write_results() {
     if compgen -G "${expdir}/*_routing_*/routing.md" > /dev/null; then
         cat "${expdir}"/*_routing_*/routing.md "${expdir}"/*_routing_*/codeswitch/report/codeswitch.md \
             2>/dev/null >> "${expdir}/results_extra.md" || true
+    fi
+    if compgen -G "${expdir}/*_analysis_*/analysis.md" > /dev/null; then
+        cat "${expdir}"/*_analysis_*/analysis.md >> "${expdir}/results_extra.md"
     fi
     [ ! -s "${expdir}/results_extra.md" ] || extra=(--extra_md "${expdir}/results_extra.md")
     [ ! -s "${expdir}/log/timing.tsv" ] || extra+=(--timing "${expdir}/log/timing.tsv")

@@ -223,8 +223,9 @@ decode_set() {
         --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)" "${opts[@]}"
 }
 
-# Stages 9-12 (language ID, routing, code-switching, their report) are Whisper's so far.
+# Stages 9-13 (language ID, routing, code-switching, their report, the adapter analysis) are Whisper's so far.
 stage9() { skip_stage 9 "language ID is Whisper-only (--model_family owsm)"; }
 stage10() { skip_stage 10 "routing is Whisper-only (--model_family owsm)"; }
 stage11() { skip_stage 11 "code-switching is Whisper-only (--model_family owsm)"; }
 stage12() { skip_stage 12 "the LID, routing and code-switching report is Whisper-only (--model_family owsm)"; }
+stage13() { skip_stage 13 "the adapter analysis is Whisper-only (--model_family owsm)"; }

@@ -46,6 +46,7 @@ family_init() {
     route_test=${test_sets%% *}
     lid_exp=${expdir}/${model_tag}_lid_$(basename "${lid_config}" .yaml)
     route_exp=${expdir}/${model_tag}_routing_${route_tag}
+    analysis_exp=${expdir}/${model_tag}_analysis_${route_tag}
 }
 
 stage4() {
@@ -266,7 +267,7 @@ stage9() {
 }
 
 # routing_adapters STAGE: sets adapter_opts (--adapter LANG=DIR ...) and adapter_models (their
-# weight files) of the adapters that stages 10-11 route between; all must exist.  A language
+# weight files) of the adapters that stages 10-11 route between (and stage 13 analyses); all must exist.  A language
 # whose training installed no adapter (the base model was better on dev) skips STAGE (returns 1).
 routing_adapters() {
     local lang adapter
@@ -276,7 +277,7 @@ routing_adapters() {
         adapter=$(adapter_exp "${lang}" "${route_tag}")/adapter
         if [ ! -f "${adapter}/adapter_model.safetensors" ]; then
             if [ -f "$(dirname "${adapter}")/train.done" ]; then
-                skip_stage "$1" "no adapter for ${lang} (its training did not beat the base model on dev); routing needs one per language"
+                skip_stage "$1" "no adapter for ${lang} (its training did not beat the base model on dev); this stage needs one per language"
                 return 1
             fi
             log "Error: no adapter ${adapter}: run stage 6 first"
@@ -380,5 +381,24 @@ stage12() {
                 --single_hyps "${route_exp}/oracle/hyp" --out_dir "${route_exp}/codeswitch/report" \
                 --link_dir "${link_dir}"
     fi
+    write_results
+}
+
+# stage13: what the adapters of the routed preset changed in the weights (similarity between
+# languages, spectra, effective ranks; espnet_adapters.analysis) -> ${analysis_exp}, ${results}.
+stage13() {
+    local sig adapter_files=() model
+    log "Stage 13: adapter analysis (weight similarity, spectra) -> ${analysis_exp}"
+    routing_adapters 13 || return 0
+    for model in "${adapter_models[@]}"; do adapter_files+=("${model}" "$(dirname "${model}")/adapter_config.json"); done
+    sig="model=${whisper_model} ${adapter_opts[*]} $(checksum "${adapter_files[@]}")"
+    if ! up_to_date "${analysis_exp}" "${analysis_exp}" "${sig}"; then
+        mkdir -p "${analysis_exp}" && rm -f "${analysis_exp}/.done"
+        ${train_cmd} "${analysis_exp}/log/analyze.log" \
+            python3 -m espnet_adapters.bin.analyze_adapters --whisper_model "${whisper_model}" "${adapter_opts[@]}" \
+                --out_dir "${analysis_exp}" --link_dir "$(dirname "${results}")"
+        mark_done "${analysis_exp}" "${sig}"
+    fi
+    log "  $(grep -m1 '^Pairs, most similar first' "${analysis_exp}/analysis.md")"
     write_results
 }
