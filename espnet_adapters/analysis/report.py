@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from espnet_adapters.analysis.weights import ENERGY, Analysis, mean, module_group, pair_key
-from espnet_adapters.lid.plots import pyplot_module, save_figure
+from espnet_adapters.utils.plots import pyplot_module, save_figure
 
 SIMILARITY_PNG = "similarity.png"
 SPECTRA_PNG = "spectra.png"

@@ -40,7 +40,7 @@ from espnet_adapters.codeswitch.truth import (
     DETECTED, POSTERIORS, SEGMENTS_TRUTH, SWITCHES, read_segments_truth, read_times,
 )
 from espnet_adapters.data.kaldi import read_map, read_map_lines
-from espnet_adapters.lid.plots import pyplot_module, save_figure
+from espnet_adapters.utils.plots import pyplot_module, save_figure
 from espnet_adapters.scoring.metrics import ScoreReport, score_chars, score_words, write_result_txt
 from espnet_adapters.scoring.normalize import NORMALIZER_VERSION, normalize_text
 from espnet_adapters.utils.cli import UserInputError

@@ -4,32 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from espnet_adapters.utils.fileio import atomic_write
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-
-def pyplot_module() -> ModuleType:
-    """pyplot with the file-only backend: jobs run without a display."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig: Figure, path: Path) -> None:
-    fig.tight_layout()
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=100)
-    pyplot_module().close(fig)
+from espnet_adapters.utils.plots import pyplot_module, save_figure
 
 
 def plot_training(history: Sequence[Mapping[str, float]], best_epoch: int, path: Path, title: str) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from espnet_adapters.data.kaldi import read_map
-from espnet_adapters.lid.plots import pyplot_module, save_figure
+from espnet_adapters.utils.plots import pyplot_module, save_figure
 from espnet_adapters.routing.results import (
     BASE, NUMBER, ORACLE, THRESHOLD, StrategyResult, json_number, load_strategy, read_json,
 )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from espnet_adapters.utils.cli import UserInputError
+from espnet_adapters.utils.plots import pyplot_module, save_figure
 
 
 @dataclass(frozen=True)
@@ -127,13 +128,8 @@ def scaling_points(runs: Sequence[RunSummary]) -> dict[str, list[tuple[int, dict
 def plot_scaling(runs: Sequence[RunSummary], path: Path) -> None:
     """PNG: dev WER, CER and words correct of the installed adapter against training utterances (log x),
     one line per language, the base model's dev value dotted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     points = scaling_points(runs)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.0))
+    fig, axes = pyplot_module().subplots(1, 3, figsize=(13, 4.0))
     for ax, (metric, label) in zip(axes, (("dev_wer", "dev WER %"), ("dev_cer", "dev CER %"),
                                           ("dev_corr", "dev words correct %"))):
         for lang, values in points.items():
@@ -151,11 +147,7 @@ def plot_scaling(runs: Sequence[RunSummary], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(title="language (dotted: base)")
     fig.suptitle("Data scaling: the installed adapter on dev")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=110)
 
 
 def scaling_table(runs: Sequence[RunSummary]) -> list[str]:

@@ -75,6 +75,7 @@ from espnet_adapters.train.distributed import Dist
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.config import YamlConfig
 from espnet_adapters.utils.fileio import atomic_dir, atomic_write
+from espnet_adapters.utils.plots import pyplot_module, save_figure
 from espnet_adapters.whisper.decode import DecodeOptions, decode_features
 from espnet_adapters.whisper.inputs import encode
 from espnet_adapters.whisper.lora import count_parameters, save_adapter
@@ -616,12 +617,7 @@ def plot_curves(state: RunState, path: Path, title: str) -> None:
 
     Step 0 is the base model; the dotted line marks the installed adapter's step.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, err_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax, err_ax) = pyplot_module().subplots(1, 2, figsize=(11, 4.2))
     ax.plot([h["step"] for h in state.history], [h["loss"] for h in state.history], lw=0.8, label="train loss")
     ax.plot([e["step"] for e in state.evals], [e["dev_loss"] for e in state.evals], "o-", label="dev loss")
     ax.set_xlabel("step")
@@ -639,7 +635,4 @@ def plot_curves(state: RunState, path: Path, title: str) -> None:
         err_ax.axvline(state.best_step, color="gray", ls=":", lw=1, label=f"installed (step {state.best_step})")
     err_ax.legend(loc="best")
     fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
