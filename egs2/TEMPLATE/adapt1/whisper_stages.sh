@@ -71,13 +71,17 @@ stage4() {
     done
 }
 
+# Stage 5 caches what training and decoding read: the encoder's outputs of every set for a
+# decoder-only adapter, the states below the top N layers of the training and dev sets for
+# encoder_top N.  Language ID's caches of the base encoder (train, dev, first test set) are made
+# by stage 9 when it runs (lid_caches), so a run of another preset does not pay for them.
 stage5() {
     local set_name lang
-    if [ -z "${train_cache}" ] && ! multilingual; then
-        skip_stage 5 "encoder cache: not needed (the adapter changes the encoder, where: ${lora_where} in ${lora_config}; language ID needs two or more --langs)"
+    if [ -z "${train_cache}" ]; then
+        skip_stage 5 "encoder cache: not needed by the adapters (where: ${lora_where} in ${lora_config}; stage 9 caches what language ID reads)"
         return
     fi
-    if ${use_encoder_cache} || multilingual; then
+    if ${use_encoder_cache}; then
         log "Stage 5: encoder outputs of ${whisper_model} ${feats_dir}/<set> -> ${feats_dir}/encoder/<set>"
         for set_name in $(all_sets); do cache_set "${set_name}" encoder 0; done
     fi
@@ -227,9 +231,19 @@ decode_set() {
 # lid_sets SPLIT: the DATA:FEATS:CACHE triples of SPLIT for every language (train_lid/eval_lid).
 lid_sets() { each_lang "${dumpdir}/raw/<lang>_$1:${feats_dir}/<lang>_$1:${feats_dir}/encoder/<lang>_$1"; }
 
+# lid_caches: the base encoder's outputs of the sets language ID reads (stage 5 made them already
+# for a decoder-only adapter: then every cache_set is up to date).
+lid_caches() {
+    local set_name
+    for set_name in $(each_lang "<lang>_${train_split}" "<lang>_dev" "<lang>_${route_test}"); do
+        cache_set "${set_name}" encoder 0
+    done
+}
+
 stage9() {
     local sig split out opts esig feats train_sets dev_sets eval_sets crops caches cache inputs=()
     log "Stage 9: language ID (${lid_config}) on the frozen encoder's outputs -> ${lid_exp}"
+    lid_caches
     mapfile -t feats < <(each_lang "${feats_dir}/<lang>_${train_split}/feats.scp" "${feats_dir}/<lang>_dev/feats.scp")
     mapfile -t caches < <(each_lang "${feats_dir}/encoder/<lang>_${train_split}" "${feats_dir}/encoder/<lang>_dev")
     for cache in "${caches[@]}"; do inputs+=("$(input_sig "${cache}" 5)") || return 1; done
