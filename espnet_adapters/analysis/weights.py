@@ -138,7 +138,18 @@ class Analysis:
     modules: list[str]
 
     def to_json(self) -> dict[str, object]:
-        return {key: value for key, value in self.__dict__.items()}
+        """The fields as JSON values; NaN (a pair without comparable modules) becomes null."""
+        return {key: _json_value(value) for key, value in self.__dict__.items()}
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    return value
 
 
 def pair_key(a: str, b: str) -> str:

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> None:
     plot_spectra(analysis, args.out_dir / SPECTRA_PNG)
     with atomic_write(args.out_dir / "analysis.json") as out:
         json.dump({"adapters": {lang: str(path) for lang, path in adapters.items()}, **analysis.to_json()},
-                  out, indent=1, ensure_ascii=False)
+                  out, indent=1, ensure_ascii=False, allow_nan=False)
     with atomic_write(args.out_dir / "analysis.md") as out:
         out.write(render_markdown(analysis, {lang: str(path) for lang, path in adapters.items()}, prefix))
     ranked = sorted(analysis.whole.items(), key=lambda item: -item[1])

@@ -102,6 +102,15 @@ def test_cli_writes_the_report_and_refuses_bad_adapters(tiny_adapters: dict[str,
     # a missing adapter, and adapters of different presets, are errors (exit 1), not tracebacks
     missing = [*argv[:2], "--adapter", f"hi={tmp_path / 'nope'}", "--out_dir", str(tmp_path / "o2")]
     assert analyze_adapters.main(missing) == 1
+    # ranks 4 and 8 of one language: deltas comparable, A matrices not (null, not NaN, in the JSON)
+    other_rank = make_lang_adapter(tiny_adapters["tiny"], tmp_path / "r8", "hi", LoraSpec(r=8, lora_alpha=16, where="both"), 5)
+    ranks = [*argv[:2], "--adapter", f"r4={tiny_adapters['hi']}", "--adapter", f"r8={other_rank}",
+             "--out_dir", str(tmp_path / "ranks")]
+    assert analyze_adapters.main(ranks) == 0
+    data = json.loads((tmp_path / "ranks" / "analysis.json").read_text(encoding="utf-8"),
+                      parse_constant=lambda name: pytest.fail(f"{name} in analysis.json"))
+    assert data["a_cosine"] == {"r4-r8": None} and data["ranks"] == {"r4": 4, "r8": 8}
+    assert -1 <= data["whole"]["r4-r8"] <= 1
     mixed = [*argv[:2], "--adapter", f"hi={tiny_adapters['hi']}", "--adapter", f"te={tiny_adapters['dec']}",
              "--out_dir", str(tmp_path / "o3")]
     assert analyze_adapters.main(mixed) == 1
