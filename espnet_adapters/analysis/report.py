@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from espnet_adapters.analysis.weights import ENERGY, Analysis, mean, module_group, pair_key
+from espnet_adapters.analysis.weights import ENERGY, Analysis, FamilySummary, mean, module_group, pair_key
 from espnet_adapters.utils.plots import pyplot_module, save_figure
 
 SIMILARITY_PNG = "similarity.png"
@@ -37,7 +37,25 @@ def _group_ranks(analysis: Analysis, lang: str, which: str) -> dict[str, float]:
     return {group: mean(values) for group, values in by_group.items()}
 
 
-def render_markdown(analysis: Analysis, adapters: dict[str, str], link_prefix: str) -> str:
+def _family_lines(summary: FamilySummary, source: str) -> list[str]:
+    known = ", ".join(f"{lang} {family}" for lang, family in summary.families.items() if family is not None)
+    unknown = [lang for lang, family in summary.families.items() if family is None]
+    lines = [f"Families (`{source}`): {known}"
+             + (f"; not in the file, left out: {', '.join(unknown)}" if unknown else "") + "."]
+    if not summary.within or not summary.across:
+        return lines + ["No pair within a family and across families to compare.", ""]
+    listed = lambda pairs: ", ".join(f"{key} {_num(value)}" for key, value in pairs.items())  # noqa: E731
+    ranked = sorted({**summary.within, **summary.across}.items(), key=lambda item: -item[1])
+    ranks = ", ".join(f"{key} {position}" for position, (key, _) in enumerate(ranked, start=1) if key in summary.within)
+    return lines + [
+        f"Within a family: mean {_num(summary.within_mean)} ({listed(summary.within)}); across families: mean "
+        f"{_num(summary.across_mean)} ({listed(summary.across)}). Rank of each within-family pair among the "
+        f"{len(ranked)} pairs (1 = most similar): {ranks}. One adapter per language: this describes these "
+        "adapters; it is not a test of the hypothesis.", ""]
+
+
+def render_markdown(analysis: Analysis, adapters: dict[str, str], link_prefix: str,
+                    families: FamilySummary | None = None, families_source: str = "") -> str:
     """'## Adapter analysis: weights' with the tables and the two figures."""
     langs, pairs = analysis.langs, [pair_key(a, b) for a, b in analysis.pairs]
     lines = [
@@ -59,6 +77,8 @@ def render_markdown(analysis: Analysis, adapters: dict[str, str], link_prefix: s
     ranked = sorted(pairs, key=lambda key: -analysis.whole[key])
     lines += ["", "Pairs, most similar first: " + ", ".join(f"{key} {_num(analysis.whole[key])}" for key in ranked)
               + ".", ""]
+    if families is not None:
+        lines += _family_lines(families, families_source)
     lines += [
         "Per group of modules (mean cosine over its layers):",
         "",

@@ -12,6 +12,8 @@ and ``fan_in_fan_out`` are peft's own).  From the deltas of every language:
   of a rank-r delta: the *entropy* effective rank ``exp(-Σ p_i log p_i)`` with
   ``p_i = σ_i / Σ σ`` (Roy & Vetterli, 2007), and the *energy* rank, the fewest singular
   values holding 90 % of ``Σ σ²``;
+- **families** (``conf/families.yaml``): the whole-adapter cosine of the pairs within one
+  language family against the pairs across families;
 - **shared initialisation**: adapters trained with the same seed start from the same
   ``A`` (peft initialises ``B`` to zero), so their deltas share a row space for a reason that
   is not linguistic; the cosine of the ``A`` matrices says how far each pair has moved from
@@ -194,3 +196,35 @@ def analyse(weights: AdapterWeights) -> Analysis:
 
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else math.nan
+
+
+@dataclass
+class FamilySummary:
+    """Whole-adapter cosine of the language pairs within a family vs across families."""
+
+    families: dict[str, str | None]  # lang -> family (None: not in the families file)
+    within: dict[str, float]  # "a-b" -> cosine, a and b of one family
+    across: dict[str, float]  # "a-b" -> cosine, two known families
+
+    @property
+    def within_mean(self) -> float:
+        return mean(list(self.within.values()))
+
+    @property
+    def across_mean(self) -> float:
+        return mean(list(self.across.values()))
+
+    def to_json(self) -> dict[str, object]:
+        return _json_value({"families": self.families, "within": self.within, "across": self.across,
+                            "within_mean": self.within_mean, "across_mean": self.across_mean})
+
+
+def family_summary(analysis: Analysis, families: Mapping[str, str]) -> FamilySummary:
+    """Split the pairs of ``analysis`` by ``families`` (pairs with an unknown family are left out)."""
+    of = {lang: families.get(lang) for lang in analysis.langs}
+    within, across = {}, {}
+    for a, b in analysis.pairs:
+        if of[a] is None or of[b] is None:
+            continue
+        (within if of[a] == of[b] else across)[pair_key(a, b)] = analysis.whole[pair_key(a, b)]
+    return FamilySummary(of, within, across)

@@ -5,7 +5,8 @@ Loads the base Whisper with every ``--adapter LANG=DIR`` (as routing does: the s
 adapted, ranks may differ) and writes to --out_dir, atomically:
 
   analysis.json    per language pair: cosine of the deltas over the whole adapter, mean per
-                   group of modules, cosine of the A matrices (shared initialisation); per
+                   group of modules, cosine of the A matrices (shared initialisation); with
+                   --families, the pairs within a language family vs across families; per
                    language: |ΔW|_F, singular values and effective ranks (entropy, energy 90%)
                    per module (espnet_adapters.analysis.weights)
   analysis.md      the "## Adapter analysis: weights" section (appended to RESULTS.md by the recipe)
@@ -27,7 +28,8 @@ from pathlib import Path
 from typing import Sequence
 
 from espnet_adapters.analysis.report import SIMILARITY_PNG, SPECTRA_PNG, plot_similarity, plot_spectra, render_markdown
-from espnet_adapters.analysis.weights import analyse, load_adapter_weights
+from espnet_adapters.analysis.weights import analyse, family_summary, load_adapter_weights
+from espnet_adapters.data.families import read_families
 from espnet_adapters.routing.decode import load_adapter_dirs, parse_adapter_arg
 from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
 from espnet_adapters.utils.fileio import atomic_write
@@ -42,6 +44,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--adapter", type=parse_adapter_arg, action="append", required=True, metavar="LANG=DIR",
                         help="A language's LoRA adapter; repeat for every language.")
     parser.add_argument("--out_dir", type=Path, required=True, help="Where analysis.{json,md} and the PNGs go.")
+    parser.add_argument("--families", type=Path, default=None,
+                        help="conf/families.yaml: similarity within vs across language families.")
     parser.add_argument("--link_dir", type=Path, default=None,
                         help="Directory of the markdown that will include analysis.md (image links relative to it).")
     return parser
@@ -55,17 +59,21 @@ def run(args: argparse.Namespace) -> None:
             raise UserInputError(f"{directory}: no adapter_model.safetensors (--adapter {lang}=)")
     if args.out_dir.exists() and not args.out_dir.is_dir():
         raise UserInputError(f"{args.out_dir}: exists and is not a directory")
+    families = read_families(args.families) if args.families is not None else None
     analysis = analyse(load_adapter_weights(args.whisper_model, adapters))
+    summary = family_summary(analysis, families) if families is not None else None
     args.out_dir.mkdir(parents=True, exist_ok=True)
     link_dir = args.link_dir if args.link_dir is not None else args.out_dir
     prefix = Path(os.path.relpath(args.out_dir, link_dir)).as_posix() + "/"
     plot_similarity(analysis, args.out_dir / SIMILARITY_PNG)
     plot_spectra(analysis, args.out_dir / SPECTRA_PNG)
     with atomic_write(args.out_dir / "analysis.json") as out:
-        json.dump({"adapters": {lang: str(path) for lang, path in adapters.items()}, **analysis.to_json()},
+        json.dump({"adapters": {lang: str(path) for lang, path in adapters.items()}, **analysis.to_json(),
+                   **({"family_summary": summary.to_json()} if summary is not None else {})},
                   out, indent=1, ensure_ascii=False, allow_nan=False)
     with atomic_write(args.out_dir / "analysis.md") as out:
-        out.write(render_markdown(analysis, {lang: str(path) for lang, path in adapters.items()}, prefix))
+        out.write(render_markdown(analysis, {lang: str(path) for lang, path in adapters.items()}, prefix,
+                                  summary, str(args.families)))
     ranked = sorted(analysis.whole.items(), key=lambda item: -item[1])
     logger.info("whole-adapter cosine, most similar first: %s",
                 ", ".join(f"{pair} {value:.3f}" for pair, value in ranked))

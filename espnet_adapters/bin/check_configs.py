@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from espnet_adapters.data.augment import AugmentConfig
+from espnet_adapters.data.families import read_families
 from espnet_adapters.data.synth import other_languages
 from espnet_adapters.lid.config import LidConfig
 from espnet_adapters.train.trainer import TrainConfig
@@ -38,6 +39,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--augment_config", type=Path, help="conf/augment/*.yaml (AugmentConfig).")
     parser.add_argument("--synth_other_config", type=Path,
                         help="conf/synth_other.yaml: print other_langs=<the languages it has voices for>.")
+    parser.add_argument("--families", type=Path, help="conf/families.yaml (language -> family).")
     parser.add_argument("--whisper_model", default=None, help="With --langs: the Whisper model that must know them.")
     parser.add_argument("--langs", nargs="*", default=[], help="Language codes the recipe trains or evaluates.")
     parser.add_argument("--lora_fields", nargs="*", default=[], metavar="KEY",
@@ -57,6 +59,8 @@ def run(args: argparse.Namespace) -> None:
         if not path.is_file():
             raise UserInputError(f"--{flag} {path}: no such file")
         loaded[flag] = cls.from_yaml(path)
+    if args.families is not None:
+        read_families(args.families)
     if args.whisper_model is not None and args.langs:
         unknown = unknown_languages(args.whisper_model, args.langs)
         if unknown:

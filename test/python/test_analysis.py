@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -14,14 +15,19 @@ from espnet_adapters.analysis.weights import (
     cosine,
     energy_rank,
     entropy_rank,
+    family_summary,
     load_adapter_weights,
     module_group,
     singular_values,
 )
-from espnet_adapters.bin import analyze_adapters
+from espnet_adapters.bin import analyze_adapters, check_configs
+from espnet_adapters.data.families import read_families
+from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.whisper.lora import LoraSpec
 from test_encoder_cache import make_tiny_whisper
 from test_routing import make_lang_adapter
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_cosine_of_identical_opposite_and_orthogonal_deltas() -> None:
@@ -115,3 +121,48 @@ def test_cli_writes_the_report_and_refuses_bad_adapters(tiny_adapters: dict[str,
              "--out_dir", str(tmp_path / "o3")]
     assert analyze_adapters.main(mixed) == 1
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+# --- language families ------------------------------------------------------------------
+
+def test_shipped_families_cover_the_recipe_languages() -> None:
+    families = read_families(REPO / "conf" / "families.yaml")
+    assert families["hi"] == families["pa"] == "Indo-Aryan" and families["te"] == "Dravidian"
+    assert families["it"] == "Romance" and families["en"] == "Germanic"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("hi: Indo-Aryan\npa: Indo-Aryan\nhi: Dravidian\n", ":3: hi is given twice"),
+    ("hi: Indo-Aryan\nHindi: Indo-Aryan\n", ":2: 'Hindi' is not a language code"),
+    ("hi: Indo-Aryan\npa:\n", ":2: pa: expected a family name"),
+    ("hi: [Indo-Aryan]\n", ":1: hi: expected a family name"),
+    ("- hi\n", ": expected a mapping of language codes"),
+    ("hi: [\n", ": invalid yaml"),
+])
+def test_bad_families_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "families.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UserInputError, match=re.escape(f"{path}{message}")):
+        read_families(path)
+    assert check_configs.main(["--families", str(path)]) == 1
+
+
+def test_family_summary_splits_the_pairs(tiny_adapters: dict[str, Path], tmp_path: Path) -> None:
+    weights = load_adapter_weights(str(tiny_adapters["tiny"]), {
+        "hi": tiny_adapters["hi"], "pa": tiny_adapters["hi_copy"], "it": tiny_adapters["it"]})
+    result = analyse(weights)
+    summary = family_summary(result, {"hi": "Indo-Aryan", "pa": "Indo-Aryan"})  # it: not in the table
+    assert summary.within == {"hi-pa": pytest.approx(1.0)} and summary.across == {}
+    assert summary.families == {"hi": "Indo-Aryan", "pa": "Indo-Aryan", "it": None}
+    summary = family_summary(result, {"hi": "Indo-Aryan", "pa": "Indo-Aryan", "it": "Romance"})
+    assert set(summary.across) == {"hi-it", "pa-it"} and summary.within_mean == pytest.approx(1.0)
+    families = tmp_path / "families.yaml"
+    families.write_text("hi: Indo-Aryan\npa: Indo-Aryan\nit: Romance\n", encoding="utf-8")
+    argv = ["--whisper_model", str(tiny_adapters["tiny"]), "--adapter", f"hi={tiny_adapters['hi']}",
+            "--adapter", f"it={tiny_adapters['it']}", "--adapter", f"pa={tiny_adapters['hi_copy']}",
+            "--families", str(families), "--out_dir", str(tmp_path / "out")]
+    assert analyze_adapters.main(argv) == 0
+    md = (tmp_path / "out" / "analysis.md").read_text(encoding="utf-8")
+    assert "Within a family: mean 1.000 (hi-pa 1.000)" in md and "among the 3 pairs (1 = most similar): hi-pa 1." in md
+    data = json.loads((tmp_path / "out" / "analysis.json").read_text(encoding="utf-8"))
+    assert data["family_summary"]["within"] == {"hi-pa": pytest.approx(1.0)}

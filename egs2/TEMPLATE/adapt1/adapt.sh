@@ -127,6 +127,7 @@ route_taus="0.5 0.7 0.9"  # Stage 10: threshold candidates; the one with the bes
 route_top_k=2          # Stage 10: adapters mixed by threshold routing when max p < tau.
 cs_kinds="inter rapid" # Stage 11: code-switched sets (inter: 2 sentences; rapid: 4 short ones alternating).
 cs_utts=16             # Stage 11: utterances per code-switched set.
+families=conf/families.yaml  # Stage 13: language -> family (adapter similarity within vs across families).
 
 . utils/parse_options.sh
 
@@ -188,6 +189,7 @@ other_synth=()
 config_fields=$(quietly "${expdir}/log/check_configs.log" python3 -m espnet_adapters.bin.check_configs \
     --lora_config "${lora_config}" --train_config "${train_config}" --decode_config "${decode_config}" \
     --lid_config "${lid_config}" ${augment_config:+--augment_config "${augment_config}"} "${other_synth[@]}" \
+    --families "${families}" \
     --lora_fields where encoder_top "${model_checks[@]}")
 other_langs=$(config_field other_langs)
 if [ "${decode_backend}" != hf ] && [ "${decode_backend}" != ct2 ]; then

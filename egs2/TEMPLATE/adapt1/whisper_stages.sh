@@ -405,12 +405,12 @@ stage13() {
     log "Stage 13: adapter analysis (weight similarity, spectra) -> ${analysis_exp}"
     routing_adapters 13 || return 0
     for model in "${adapter_models[@]}"; do adapter_files+=("${model}" "$(dirname "${model}")/adapter_config.json"); done
-    sig="model=${whisper_model} ${adapter_opts[*]} $(checksum "${adapter_files[@]}")"
+    sig="model=${whisper_model} ${adapter_opts[*]} $(checksum "${adapter_files[@]}" "${families}")"
     if ! up_to_date "${analysis_exp}" "${analysis_exp}" "${sig}"; then
         mkdir -p "${analysis_exp}" && rm -f "${analysis_exp}/.done"
         ${train_cmd} "${analysis_exp}/log/analyze.log" \
             python3 -m espnet_adapters.bin.analyze_adapters --whisper_model "${whisper_model}" "${adapter_opts[@]}" \
-                --out_dir "${analysis_exp}" --link_dir "$(dirname "${results}")"
+                --families "${families}" --out_dir "${analysis_exp}" --link_dir "$(dirname "${results}")"
         mark_done "${analysis_exp}" "${sig}"
     fi
     log "  $(grep -m1 '^Pairs, most similar first' "${analysis_exp}/analysis.md")"
