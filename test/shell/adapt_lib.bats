@@ -166,28 +166,8 @@ SH
   [ "${lines[-1]}" = "route_tag=r1_qv_dec cache=true" ]
 }
 
-@test "family_init: encoder_top trains on the states below the top layers, decodes from features" {
+@test "family_init and stage 5: encoder_top trains on the states below the top layers, decodes from features; language ID's encoder outputs wait for stage 9" {
   cat > "${D}/init.sh" <<'SH'
-set -euo pipefail
-. "$1"; . "$2"
-expdir=$3/exp dumpdir=$3/dump adapter_tag=x lora_ranks="" whisper_model=tools/models/whisper-base
-test_sets=test lid_config=conf/lid/mlp.yaml
-for lora_config in "$4"/conf/lora/r32_qv_dec.yaml "$4"/conf/lora/r32_qv_dec_enc2.yaml "$4"/conf/lora/r32_qv_both.yaml; do
-    config_fields=$(PYTHONPATH=$4 python3 -m espnet_adapters.bin.check_configs --lora_config "${lora_config}" \
-        --lora_fields where encoder_top 2> /dev/null)
-    family_init
-    echo "${lora_config##*/} top=${encoder_top} cache=${use_encoder_cache} train_cache=${train_cache}"
-done
-SH
-  PATH="${REPO}/tools/venv/bin:${PATH}" run bash "${D}/init.sh" "${TEMPLATE}/lib.sh" "${TEMPLATE}/whisper_stages.sh" "${D}" "${REPO}"
-  [ "$status" -eq 0 ]
-  [ "${lines[0]}" = "r32_qv_dec.yaml top=0 cache=true train_cache=encoder" ]
-  [ "${lines[1]}" = "r32_qv_dec_enc2.yaml top=2 cache=false train_cache=encoder_top2" ]
-  [ "${lines[2]}" = "r32_qv_both.yaml top=0 cache=false train_cache=" ]
-}
-
-@test "stage 5 caches what the adapters read; the encoder outputs of language ID wait for stage 9" {
-  cat > "${D}/plan.sh" <<'SH'
 set -euo pipefail
 . "$1"; . "$2"
 expdir=$3/exp dumpdir=$3/dump adapter_tag=x lora_ranks="" whisper_model=tools/models/whisper-base
@@ -198,15 +178,19 @@ for lora_config in "$4"/conf/lora/r32_qv_dec.yaml "$4"/conf/lora/r32_qv_dec_enc2
     config_fields=$(PYTHONPATH=$4 python3 -m espnet_adapters.bin.check_configs --lora_config "${lora_config}" \
         --lora_fields where encoder_top 2> /dev/null)
     family_init
-    echo "${lora_config##*/} stage5: $(stage5 2>&1 | grep -v '^[0-9]' | tr '\n' ' ')| lid: $(lid_caches | tr '\n' ' ')"
+    echo "${lora_config##*/} top=${encoder_top} cache=${use_encoder_cache} train_cache=${train_cache}"
+    echo "  stage5: $(stage5 2>&1 | grep -v '^[0-9]' | tr '\n' ' ')| lid: $(lid_caches | tr '\n' ' ')"
 done
 SH
-  PATH="${REPO}/tools/venv/bin:${PATH}" run bash "${D}/plan.sh" "${TEMPLATE}/lib.sh" "${TEMPLATE}/whisper_stages.sh" "${D}" "${REPO}"
+  PATH="${REPO}/tools/venv/bin:${PATH}" run bash "${D}/init.sh" "${TEMPLATE}/lib.sh" "${TEMPLATE}/whisper_stages.sh" "${D}" "${REPO}"
   [ "$status" -eq 0 ]
   lid="| lid: encoder/hi_train encoder/hi_dev encoder/hi_test encoder/it_train encoder/it_dev encoder/it_test "
-  [ "${lines[0]}" = "r32_qv_dec.yaml stage5: encoder/hi_train encoder/hi_dev encoder/hi_test encoder/hi_test_other encoder/it_train encoder/it_dev encoder/it_test encoder/it_test_other ${lid}" ]
-  [ "${lines[1]}" = "r32_qv_dec_enc2.yaml stage5: encoder_top2/hi_train encoder_top2/hi_dev encoder_top2/it_train encoder_top2/it_dev ${lid}" ]
-  [ "${lines[2]}" = "r32_qv_both.yaml stage5: ${lid}" ]
+  [ "${lines[0]}" = "r32_qv_dec.yaml top=0 cache=true train_cache=encoder" ]
+  [ "${lines[1]}" = "  stage5: encoder/hi_train encoder/hi_dev encoder/hi_test encoder/hi_test_other encoder/it_train encoder/it_dev encoder/it_test encoder/it_test_other ${lid}" ]
+  [ "${lines[2]}" = "r32_qv_dec_enc2.yaml top=2 cache=false train_cache=encoder_top2" ]
+  [ "${lines[3]}" = "  stage5: encoder_top2/hi_train encoder_top2/hi_dev encoder_top2/it_train encoder_top2/it_dev ${lid}" ]
+  [ "${lines[4]}" = "r32_qv_both.yaml top=0 cache=false train_cache=" ]
+  [ "${lines[5]}" = "  stage5: ${lid}" ]
 }
 
 @test "multilingual_stage: a stage that compares languages says why it is skipped with one" {
