@@ -34,7 +34,7 @@
 #      their spectra and effective ranks -> exp/<model>_analysis_<tag>, appended to ${results}
 # Presets: --config FILE sources a shell file of option=value lines before the other options
 # (Kaldi's parse_options), e.g. --config conf/preset/large.conf: the larger adapters of README
-# "Levers" (top 2 encoder layers, 960 training sentences, 640 steps; about 25 min per language).
+# "Levers" (top 2 encoder layers, 960 training sentences, 640 steps; about 23 min per language).
 # Grids: --models "m1 m2" runs the stages once per model; --lora_ranks "8 32" trains every
 # language at every rank (stage 6 resubmits only the cells that are not done).
 # --model_family owsm: OWSM through ESPnet's own S2T task and LoRA adapters instead of Whisper
