@@ -29,10 +29,10 @@ def similarity_matrix(analysis: Analysis) -> np.ndarray:
     return matrix
 
 
-def _group_ranks(analysis: Analysis, lang: str, which: str) -> dict[str, float]:
-    ranks = analysis.entropy_ranks[lang] if which == "entropy" else analysis.energy_ranks[lang]
+def _group_entropy_ranks(analysis: Analysis, lang: str) -> dict[str, float]:
+    """Mean entropy effective rank of ``lang``'s modules per group of modules."""
     by_group: dict[str, list[float]] = {}
-    for module, value in ranks.items():
+    for module, value in analysis.entropy_ranks[lang].items():
         by_group.setdefault(module_group(module)[0], []).append(float(value))
     return {group: mean(values) for group, values in by_group.items()}
 
@@ -44,7 +44,9 @@ def _family_lines(summary: FamilySummary, source: str) -> list[str]:
              + (f"; not in the file, left out: {', '.join(unknown)}" if unknown else "") + "."]
     if not summary.within or not summary.across:
         return lines + ["No pair within a family and across families to compare.", ""]
-    listed = lambda pairs: ", ".join(f"{key} {_num(value)}" for key, value in pairs.items())  # noqa: E731
+    def listed(pairs: dict[str, float]) -> str:
+        return ", ".join(f"{key} {_num(value)}" for key, value in pairs.items())
+
     ranked = sorted({**summary.within, **summary.across}.items(), key=lambda item: -item[1])
     ranks = ", ".join(f"{key} {position}" for position, (key, _) in enumerate(ranked, start=1) if key in summary.within)
     return lines + [
@@ -103,7 +105,7 @@ def render_markdown(analysis: Analysis, adapters: dict[str, str], link_prefix: s
         "|---|---|---|---|---|" + "---|" * len(analysis.groups),
     ]
     for lang in langs:
-        entropy = _group_ranks(analysis, lang, "entropy")
+        entropy = _group_entropy_ranks(analysis, lang)
         lines.append(
             f"|{lang}|{analysis.ranks.get(lang, '-')}|{_num(analysis.norms[lang], 2)}|"
             f"{_num(mean(list(analysis.entropy_ranks[lang].values())), 1)}|"
