@@ -13,19 +13,14 @@ from pathlib import Path
 import yaml
 
 from espnet_adapters.utils.cli import UserInputError
+from espnet_adapters.utils.config import read_yaml
 
 _CODE = re.compile(r"[a-z]{2,3}")
 
 
 def read_families(path: Path) -> dict[str, str]:
     """Language code -> family from ``path``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        root = yaml.compose(text)
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserInputError(f"{path}: cannot read ({err})") from err
-    except yaml.YAMLError as err:
-        raise UserInputError(f"{path}: invalid yaml ({err})") from err
+    root = read_yaml(path, nodes=True)
     if not isinstance(root, yaml.MappingNode) or not root.value:
         raise UserInputError(f"{path}: expected a mapping of language codes to families (hi: Indo-Aryan)")
     families: dict[str, str] = {}

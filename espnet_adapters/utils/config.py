@@ -58,13 +58,16 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     raise ValueError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
-def read_yaml(path: str | os.PathLike[str]) -> Any:
-    """The yaml document in ``path``; an unreadable file or invalid yaml is an error naming it."""
+def read_yaml(path: str | os.PathLike[str], *, nodes: bool = False) -> Any:
+    """The yaml document in ``path`` (``nodes``: its node graph, whose marks give line numbers);
+    an unreadable file or invalid yaml is an error naming it."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+            return yaml.compose(handle) if nodes else yaml.safe_load(handle)
     except OSError as err:
         raise UserInputError(f"{path}: cannot read: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise UserInputError(f"{path}: cannot read: not UTF-8 ({err})") from err
     except yaml.YAMLError as err:
         raise UserInputError(f"{path}: invalid yaml: {err}") from err
 
