@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Training throughput and peak memory: a notebook-style LoRA loop vs this project's trainer.
 
-Three ways to train a rank-32 LoRA on Whisper, on the same utterances, batch size,
+Four ways to train a rank-32 LoRA on Whisper, on the same utterances, batch size,
 timed steps and CPU threads:
 
   (a) naive    the way a typical notebook (and the seed project) does it: a plain PyTorch
@@ -11,12 +11,16 @@ timed steps and CPU threads:
   (b) ours     espnet_adapters' Trainer with encoder+decoder LoRA (conf/lora/r32_qv_both.yaml)
                on dumped trimmed log-mel features (stage 4 of the recipe).
   (c) ours     the Trainer with decoder-only LoRA (conf/lora/r32_qv_dec.yaml) on the encoder
-      cached   cache (stage 5): the frozen encoder never runs during training.
+      cached   cache (stage 5): the frozen encoder never runs during training; the decoder
+               cross-attends to all 1500 frames of the 30 s window (encoder_trim null, the
+               default until issue 13).
+  (d) ours     (c) with the recipe's encoder_trim (conf/decode/default.yaml, 1 s): the decoder
+      trimmed  sees the speech frames + 1 s only, as training and decoding do today.
 
 Why: (a) vs (b) isolates the data pipeline (features once vs audio + extractor each step,
 length-bucketed batches); (a) vs (c) is what the recipe's default buys on a CPU, where the
-encoder's 30 s window dominates a step.  (c)'s cache (and both (b)'s and (c)'s feature dump)
-is a one-off cost, reported per utterance and amortised over --epochs passes over the data.
+encoder's 30 s window dominates a step; (c) vs (d) is what encoder_trim buys.  (c)'s and (d)'s
+cache (and the feature dump of (b)-(d)) is a one-off cost, reported per utterance and amortised over --epochs passes over the data.
 
 Each variant runs in its own subprocess (this script with a hidden --worker option), so
 its peak RSS (VmHWM, which includes loading the model) is its own.  Throughput is utterances
@@ -52,8 +56,10 @@ TRAIN_CONFIG = ROOT / "conf/train/default.yaml"
 VARIANTS = {
     "a": "naive loop: audio + WhisperProcessor each step, peft q/v enc+dec",
     "b": "our Trainer, dumped features, LoRA q/v enc+dec",
-    "c": "our Trainer, encoder cache, LoRA q/v decoder only",
+    "c": "our Trainer, encoder cache, LoRA q/v decoder only, whole 30 s window",
+    "d": "our Trainer, encoder cache, LoRA q/v decoder only, encoder_trim (speech + 1 s)",
 }
+DECODE_CONFIG = ROOT / "conf/decode/default.yaml"
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -72,7 +78,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_dir", type=Path, default=None,
                         help="Kaldi dir (wav.scp, text, utt2lang) instead of synthesizing speech.")
     parser.add_argument("--epochs", type=int, default=10, help="Epochs to amortise the one-off costs over.")
-    parser.add_argument("--variants", default="abc", help="Which variants to run, e.g. 'ac'.")
+    parser.add_argument("--variants", default="abcd", help="Which variants to run, e.g. 'cd'.")
     parser.add_argument("--work_dir", type=Path, default=None,
                         help="Scratch dir (kept); default: a temporary dir, removed at the end.")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -144,7 +150,7 @@ def worker_cache(args: argparse.Namespace, work: Path) -> dict:
 
     from espnet_adapters.data.kaldi import read_map
     from espnet_adapters.whisper.encoder_cache import (
-        claim_cache_dir, encode_batches, encoder_fingerprint, shard_path, write_shard,
+        claim_cache_dir, encode_batches, encoder_fingerprint, shard_path, torch_encode, write_shard,
     )
     from espnet_adapters.whisper.features import iter_feats_scp
     from espnet_adapters.whisper.model import load_whisper
@@ -160,7 +166,7 @@ def worker_cache(args: argparse.Namespace, work: Path) -> dict:
     keys = list(read_map(feats_scp))
     shape = (model.config.max_source_positions, model.config.d_model)
     with tqdm(total=len(keys), disable=True) as progress:  # cache_encoder's default batch of 8
-        outputs = encode_batches(model.get_encoder(), iter_feats_scp(feats_scp, keys), 8, progress)
+        outputs = encode_batches(torch_encode(model.get_encoder()), iter_feats_scp(feats_scp, keys), 8, progress)
         write_shard(shard_path(d["cache"], 1), outputs, keys, shape, fingerprint)
     return {"load_seconds": loaded - start, "seconds": time.perf_counter() - loaded, "utts": len(keys)}
 
@@ -211,12 +217,16 @@ def worker_naive(args: argparse.Namespace, work: Path) -> dict:
     return {"times": times, "trainable": trainable}
 
 
-def worker_ours(args: argparse.Namespace, work: Path, cached: bool) -> dict:
-    """(b)/(c): train_lora's model, data and Trainer; its own optimizer step, timed."""
+def worker_ours(args: argparse.Namespace, work: Path, cached: bool, trimmed: bool = False) -> dict:
+    """(b)/(c)/(d): train_lora's model, data and Trainer; its own optimizer step, timed.
+
+    ``trimmed``: the decoder sees the frames encoder_trim keeps (conf/decode/default.yaml), else
+    the whole window."""
     import torch
 
     from espnet_adapters.train.data import load_dataset
     from espnet_adapters.train.trainer import TrainConfig, Trainer, seed_everything
+    from espnet_adapters.whisper.decode import DecodeOptions
     from espnet_adapters.whisper.lora import LoraSpec, apply_lora, count_parameters
     from espnet_adapters.whisper.model import load_whisper
 
@@ -224,6 +234,9 @@ def worker_ours(args: argparse.Namespace, work: Path, cached: bool) -> dict:
     d = _dirs(work)
     spec = LoraSpec.from_yaml(LORA_DEC if cached else LORA_BOTH)
     cfg = dataclasses.replace(TrainConfig.from_yaml(TRAIN_CONFIG), batch_size=args.batch_size, grad_accum=1)
+    decode_opts = DecodeOptions.from_yaml(DECODE_CONFIG)
+    if not trimmed:
+        decode_opts = dataclasses.replace(decode_opts, encoder_trim=None)
     model, processor = load_whisper(args.model, torch.device("cpu"))
     seed_everything(1)
     model = apply_lora(model, spec)
@@ -233,7 +246,7 @@ def worker_ours(args: argparse.Namespace, work: Path, cached: bool) -> dict:
         encoder_cache=d["cache"] if cached else None, model_source=args.model,
     )
     trainer = Trainer(model, processor.tokenizer, train_set, train_set, cfg, work / "exp", lang=args.lang,
-                      device=torch.device("cpu"), seed=1, signature={}, meta={})
+                      device=torch.device("cpu"), seed=1, signature={}, meta={}, decode_opts=decode_opts)
     model.train()  # as Trainer.run() does; run() itself would also evaluate and checkpoint
     stream = trainer._micro_batches()
     times = _timed_steps(args, lambda: trainer._train_step(stream))
@@ -244,7 +257,8 @@ def run_worker(args: argparse.Namespace) -> None:
     work = args.work_dir
     name = args.worker
     jobs = {"dump": worker_dump, "cache": worker_cache, "a": worker_naive,
-            "b": lambda a, w: worker_ours(a, w, cached=False), "c": lambda a, w: worker_ours(a, w, cached=True)}
+            "b": lambda a, w: worker_ours(a, w, cached=False), "c": lambda a, w: worker_ours(a, w, cached=True),
+            "d": lambda a, w: worker_ours(a, w, cached=True, trimmed=True)}
     result = jobs[name](args, work)
     result["peak_rss_mb"] = _peak_rss_mb()
     result["load_1min"] = os.getloadavg()[0]  # other jobs on the machine distort the timings
@@ -343,19 +357,19 @@ def _report(args: argparse.Namespace, results: dict[str, dict], loads: tuple[str
     lines.append("")
     dump = results.get("dump")
     if dump:
-        lines.append(f"One-off, feature dump (b, c): {dump['seconds']:.1f} s for {args.utts} utterances "
+        lines.append(f"One-off, feature dump (b, c, d): {dump['seconds']:.1f} s for {args.utts} utterances "
                      f"= {dump['seconds'] / args.utts:.3f} s/utt.")
     cache = results.get("cache")
     if cache:
-        lines.append(f"One-off, encoder cache (c): {cache['seconds']:.1f} s for {cache['utts']} utterances "
+        lines.append(f"One-off, encoder cache (c, d): {cache['seconds']:.1f} s for {cache['utts']} utterances "
                      f"= {cache['seconds'] / cache['utts']:.3f} s/utt (+ {cache['load_seconds']:.1f} s model load "
                      f"per job), peak RSS {cache['peak_rss_mb']:.0f} MB.")
     if dump:
         parts = []
-        for key in ("b", "c"):
-            if key not in utt_per_s or (key == "c" and not cache):
+        for key in ("b", "c", "d"):
+            if key not in utt_per_s or (key in "cd" and not cache):
                 continue
-            once = dump["seconds"] / args.utts + (cache["seconds"] / cache["utts"] if key == "c" else 0.0)
+            once = dump["seconds"] / args.utts + (cache["seconds"] / cache["utts"] if key in "cd" else 0.0)
             eff = 1.0 / (1.0 / utt_per_s[key] + once / args.epochs)
             ratio = f" ({eff / utt_per_s['a']:.2f}x (a))" if "a" in utt_per_s else ""
             parts.append(f"({key}) {eff:.2f} utt/s{ratio}")
@@ -371,9 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         run_worker(args)
         return 0
-    variants = [v for v in "abc" if v in args.variants]
-    if not variants or set(args.variants) - set("abc"):
-        parser.error(f"--variants: letters of 'abc', got {args.variants!r}")
+    variants = [v for v in "abcd" if v in args.variants]
+    if not variants or set(args.variants) - set("abcd"):
+        parser.error(f"--variants: letters of 'abcd', got {args.variants!r}")
     if min(args.batch_size, args.steps, args.utts, args.epochs, args.num_threads) < 1 or args.warmup < 0:
         parser.error("--batch_size, --steps, --utts, --epochs, --num_threads must be >= 1, --warmup >= 0")
     work = (args.work_dir or Path(tempfile.mkdtemp(prefix="train_throughput."))).resolve()
@@ -385,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _prepare_data(args, work, env)
         results: dict[str, dict] = {}
-        if "b" in variants or "c" in variants:
+        if set(variants) & set("bcd"):
             results["dump"] = _spawn("dump", passed, work, env)
-        if "c" in variants:
+        if set(variants) & set("cd"):
             results["cache"] = _spawn("cache", passed, work, env)
         for key in variants:
             results[key] = _spawn(key, passed, work, env)

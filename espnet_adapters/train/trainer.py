@@ -409,6 +409,7 @@ class Trainer:
         Each rank scores its slice of the dev set; the gathered results are the
         same on every rank, and so are the decisions taken on them.
         """
+        started = time.perf_counter()
         self.model.eval()
         opts = self.decode_opts
         loss_sum, tokens = 0.0, 0
@@ -438,7 +439,8 @@ class Trainer:
         for utt, ref, hyp in list(zip(ids, refs, hyps))[:2]:
             logger.info("dev %s\n  REF: %s\n  HYP: %s", utt, ref, hyp)
         return {"step": self.state.step, "dev_loss": loss_sum / tokens, "dev_wer": words.error_rate,
-                "dev_cer": cer, "dev_corr": words.percent(words.correct)}
+                "dev_cer": cer, "dev_corr": words.percent(words.correct),
+                "seconds": round(time.perf_counter() - started, 2)}  # this process's wall time (decoding most of it)
 
     def _add_scalars(self, writer: SummaryWriter | None, scalars: Mapping[str, float]) -> None:
         """TensorBoard scalars at the current step; ``writer`` is None on ranks other than 0."""
@@ -456,8 +458,9 @@ class Trainer:
         if result["step"] == 0:  # the base model: the bar an adapter must clear, never installed itself
             if not self.cfg.install_below_base:
                 state.best_wer, state.best_dev_loss, state.best_step = result["dev_wer"], result["dev_loss"], 0
-            logger.info("step 0 (base model): dev loss %.4f, WER %.2f%%, CER %.2f%%, words correct %.1f%%",
-                        result["dev_loss"], result["dev_wer"], result["dev_cer"], result["dev_corr"])
+            logger.info("step 0 (base model): dev loss %.4f, WER %.2f%%, CER %.2f%%, words correct %.1f%% (%.1f s)",
+                        result["dev_loss"], result["dev_wer"], result["dev_cer"], result["dev_corr"],
+                        result.get("seconds", 0.0))
             return
         if improved:
             state.best_wer, state.best_dev_loss, state.best_step = result["dev_wer"], result["dev_loss"], state.step
@@ -469,8 +472,8 @@ class Trainer:
         else:
             state.bad_evals += 1
         logger.info(
-            "step %d: dev loss %.4f, WER %.2f%%, CER %.2f%%, words correct %.1f%%%s", state.step, result["dev_loss"],
-            result["dev_wer"], result["dev_cer"], result["dev_corr"],
+            "step %d: dev loss %.4f, WER %.2f%%, CER %.2f%%, words correct %.1f%% (%.1f s)%s", state.step,
+            result["dev_loss"], result["dev_wer"], result["dev_cer"], result["dev_corr"], result.get("seconds", 0.0),
             " (best, adapter saved)" if improved else f" (best {state.best_wer:.2f}% at step "
             f"{state.best_step}, {state.bad_evals}/{self.cfg.patience or 'inf'} without improvement)",
         )
@@ -592,6 +595,9 @@ class Trainer:
             "trainable_params": trainable,
             "total_params": total,
             "train_seconds": round(state.train_seconds, 2),
+            # dev evaluations (loss + decoding with the test rules), step 0 included; 0 for evaluations
+            # made before this was recorded (a training resumed from an older checkpoint)
+            "eval_seconds": round(sum(e.get("seconds", 0.0) for e in state.evals), 2),
             "seconds_per_step": round(state.train_seconds / max(1, state.step), 4),
             "utts_per_second": round(state.utts_seen / state.train_seconds, 3) if state.train_seconds else None,
             "peak_memory_mb": peak_memory_mb(self.device),

@@ -42,7 +42,7 @@ in the same batches (``iter_batches``), with the same :class:`DecodeOptions`:
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -54,7 +54,7 @@ from transformers import PreTrainedTokenizerBase, WhisperProcessor
 
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.whisper.decode import DecodedRow, DecodeOptions, count_rows, run_attempts, token_caps
-from espnet_adapters.whisper.export import CheckedExport, check_export
+from espnet_adapters.whisper.export import MANIFEST, CheckedExport, check_export
 from espnet_adapters.whisper.inputs import batch_seconds, kept_frames
 from espnet_adapters.whisper.model import load_error, resolve_model
 from espnet_adapters.whisper.script import script_suppressed_ids
@@ -148,6 +148,32 @@ def encode(
     features = _storage(input_features.numpy())
     outputs = np.array(model.encode(features, to_cpu=True))  # a copy: the StorageView's memory is not ours
     return np.ascontiguousarray(outputs[:, : kept_frames(batch_seconds(durations), encoder_trim)])
+
+
+def cache_encode(ct2: Ct2Whisper) -> Callable[[torch.Tensor], torch.Tensor]:
+    """CTranslate2's encoder for the encoder cache (cache_encoder --backend ct2): features (B, n_mels, 3000)
+    -> the whole window's outputs (B, 1500, d) as a float32 CPU tensor.
+
+    Only a float32 export of the base model itself qualifies: the cache holds the base
+    model's outputs, and an int8 export moves them by ~7% (bench/encoder_cache.py), an
+    adapter's export by its update.  A float32 export's outputs are transformers' within
+    ~1e-3 (the cache's float16 rounds them more than that)."""
+    export = ct2.export
+    if export.manifest is None:
+        raise UserInputError(f"{export.ct2_dir}: no {MANIFEST} beside it: the encoder cache needs an export_adapter "
+                             "export of the base model (checked against --whisper_model)")
+    where = export.ct2_dir.parent / MANIFEST
+    if export.manifest.get("adapter") is not None:
+        raise UserInputError(f"{where}: an export with an adapter merged in; the encoder cache holds the base "
+                             "model's outputs: export the base model (export_adapter without --adapter_dir)")
+    if export.quantization != "float32" or ct2.model.compute_type != "float32":
+        raise UserInputError(f"{where}: {export.quantization} weights, computed in {ct2.model.compute_type}; the "
+                             "encoder cache takes float32 only (int8 moves the outputs by ~7%)")
+
+    def encode(features: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.array(ct2.model.encode(_storage(features.numpy()), to_cpu=True)))
+
+    return encode
 
 
 def detect_languages(model: Any, encoded: np.ndarray) -> list[str]:

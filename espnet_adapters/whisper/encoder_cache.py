@@ -35,7 +35,7 @@ import logging
 import re
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -186,20 +186,32 @@ def claim_cache_dir(cache_dir: Path, fingerprint: str, model_source: str, cut_la
 # --------------------------------------------------------------------------- writing
 
 
+Encode = Callable[[torch.Tensor], torch.Tensor]  # (B, n_mels, 3000) features -> (B, 1500, d) on the CPU
+
+
+def torch_encode(encoder: torch.nn.Module, cut_layer: int | None = None) -> Encode:
+    """transformers' encoder as an :data:`Encode`: its outputs, or with ``cut_layer`` L the states
+    after the first L layers."""
+    parameter = next(encoder.parameters())
+
+    def encode(features: torch.Tensor) -> torch.Tensor:
+        features = features.to(parameter.device, parameter.dtype)
+        with torch.inference_mode():
+            hidden = whole_encoder(encoder, features) if cut_layer is None else lower_states(encoder, features, cut_layer)
+        return hidden.to("cpu")
+
+    return encode
+
+
 def encode_batches(
-    encoder: torch.nn.Module, items: Iterator[tuple[str, np.ndarray]], batch_size: int, progress: tqdm,
-    cut_layer: int | None = None,
+    encode: Encode, items: Iterator[tuple[str, np.ndarray]], batch_size: int, progress: tqdm,
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """``(utt, encoder output)`` for trimmed log-mel ``items``, batch by batch, so :func:`write_shard` streams them.
 
-    With ``cut_layer`` L: the states after the first L layers instead of the outputs.
+    ``encode``: :func:`torch_encode`, or CTranslate2's encoder (``ct2_decode.ct2_encode``).
     """
-    parameter = next(encoder.parameters())
     while batch := list(itertools.islice(items, batch_size)):
-        features = stack_features([feats for _, feats in batch]).to(parameter.device, parameter.dtype)
-        with torch.inference_mode():
-            hidden = whole_encoder(encoder, features) if cut_layer is None else lower_states(encoder, features, cut_layer)
-            hidden = hidden.to("cpu")
+        hidden = encode(stack_features([feats for _, feats in batch]))
         progress.update(len(batch))
         yield from zip((utt for utt, _ in batch), hidden)
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
+from espnet_adapters.bin import cache_encoder
 from espnet_adapters.bin import export_adapter as export_cli
 from espnet_adapters.bin import whisper_decode
 from espnet_adapters.data.kaldi import read_map, write_map
@@ -27,6 +28,7 @@ from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.whisper import ct2_decode
 from espnet_adapters.whisper.script import script_suppressed_ids
 from espnet_adapters.whisper.decode import DecodeOptions, decode_rows
+from espnet_adapters.whisper.encoder_cache import EncoderCache, encoder_fingerprint
 from espnet_adapters.whisper.export import MANIFEST, TRANSFORMERS_DIR, check_export, export_adapter
 from espnet_adapters.whisper.features import stack_features
 from espnet_adapters.whisper.inputs import batch_inputs
@@ -309,3 +311,39 @@ def test_ct2_backend_option_errors(setup: dict[str, Path], tmp_path: Path) -> No
         with pytest.raises(UserInputError, match=message):
             whisper_decode.run(parser.parse_args([*common, *extra]))
     assert not (tmp_path / "out").exists()
+
+
+def test_ct2_encoder_cache_holds_the_transformers_outputs(setup: dict[str, Path], tmp_path: Path) -> None:
+    """cache_encoder --backend ct2 on a float32 export of the base: the same cache as transformers' within
+    the float16 rounding, read by the same EncoderCache (fingerprint of the model and features)."""
+    base = export_adapter(str(setup["tiny"]), None, tmp_path / "export_base", "float32")
+    common = ["--feats_scp", str(setup["scp"]), "--whisper_model", str(setup["tiny"]), "--shard", "1"]
+    assert cache_encoder.main([*common, "--out_dir", str(tmp_path / "hf")]) == 0
+    assert cache_encoder.main([*common, "--out_dir", str(tmp_path / "ct2"), "--backend", "ct2",
+                               "--ct2_dir", str(base.ct2_dir)]) == 0
+    utts = list(read_map(setup["scp"]))
+    fingerprint = encoder_fingerprint(str(setup["tiny"]), setup["scp"])
+    want = EncoderCache(tmp_path / "hf", fingerprint).get_batch(utts).float()
+    got = EncoderCache(tmp_path / "ct2", fingerprint).get_batch(utts).float()
+    assert got.shape == want.shape
+    # float16 has 11 significant bits: the two encoders' ~1e-5 differences round to at most one ulp
+    torch.testing.assert_close(got, want, rtol=2 ** -10, atol=1e-3)
+
+
+def test_ct2_encoder_cache_refuses_what_is_not_the_base_in_float32(setup: dict[str, Path], tmp_path: Path) -> None:
+    common = ["--feats_scp", str(setup["scp"]), "--whisper_model", str(setup["tiny"]), "--shard", "1",
+              "--out_dir", str(tmp_path / "cache")]
+    # the adapter's export: its encoder is not the base model's
+    with pytest.raises(UserInputError, match=r"manifest.json: an export with an adapter merged in"):
+        cache_encoder.run(cache_encoder.get_parser().parse_args([*common, "--backend", "ct2",
+                                                                 "--ct2_dir", str(setup["ct2"])]))
+    int8 = export_adapter(str(setup["tiny"]), None, tmp_path / "export_base", "int8")
+    with pytest.raises(UserInputError, match=r"manifest.json: int8 weights.*float32 only"):
+        cache_encoder.run(cache_encoder.get_parser().parse_args([*common, "--backend", "ct2",
+                                                                 "--ct2_dir", str(int8.ct2_dir)]))
+    with pytest.raises(UserInputError, match=r"--encoder_top 1: the states below the top layers need --backend hf"):
+        cache_encoder.run(cache_encoder.get_parser().parse_args([*common, "--backend", "ct2", "--encoder_top", "1",
+                                                                 "--ct2_dir", str(int8.ct2_dir)]))
+    with pytest.raises(UserInputError, match=r"--ct2_dir goes with --backend ct2"):
+        cache_encoder.run(cache_encoder.get_parser().parse_args([*common, "--ct2_dir", str(int8.ct2_dir)]))
+    assert not (tmp_path / "cache").exists()

@@ -143,6 +143,9 @@ def test_overfit_frozen_base_and_outputs(tiny_dir: Path, sets: dict[str, tuple[P
     assert stats["adapter"] and stats["best_step"] == max((e for e in state.evals[1:]),
                                                           key=lambda e: (-e["dev_wer"], -e["dev_loss"]))["step"]
     assert stats["base_dev_wer"] == state.evals[0]["dev_wer"]
+    # every evaluation's wall time, and their sum beside the training steps' (where stage 6's time goes)
+    assert all(e["seconds"] > 0 for e in stats["evals"]) and stats["train_seconds"] > 0
+    assert stats["eval_seconds"] == pytest.approx(sum(e["seconds"] for e in stats["evals"]), abs=0.02)
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     meta = json.loads((out / "adapter" / "lora_meta.json").read_text())

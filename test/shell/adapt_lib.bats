@@ -171,7 +171,7 @@ SH
 set -euo pipefail
 . "$1"; . "$2"
 expdir=$3/exp dumpdir=$3/dump adapter_tag=x lora_ranks="" whisper_model=tools/models/whisper-base
-test_sets="test test_other" lid_config=conf/lid/mlp.yaml langs="hi it" train_split=train
+test_sets="test test_other" lid_config=conf/lid/mlp.yaml langs="hi it" train_split=train cache_backend=ct2
 cache_set() { echo "$2/$1"; }
 all_sets() { echo hi_train hi_dev hi_test hi_test_other it_train it_dev it_test it_test_other; }
 for lora_config in "$4"/conf/lora/r32_qv_dec.yaml "$4"/conf/lora/r32_qv_dec_enc2.yaml "$4"/conf/lora/r32_qv_both.yaml; do
@@ -216,7 +216,8 @@ SH
     local out=""
     printf '%s|' "$@" >> "${D}/exports" && echo >> "${D}/exports"
     while [ $# -gt 0 ]; do [ "$1" != --out_dir ] || out=$2; shift; done
-    mkdir -p "${out}/ct2_int8" && echo '{}' > "${out}/manifest.json"
+    mkdir -p "${out}/ct2_int8"
+    echo "{\"ct2\": {\"ct2_int8\": {\"model_bin_sha256\": \"$(wc -l < "${D}/exports")\"}}}" > "${out}/manifest.json"
   }
   train_cmd=fake_export
   run_decode() { printf '%s|' "$@" "cache=${use_encoder_cache}" >> "${D}/decodes" && echo >> "${D}/decodes"; }

@@ -82,7 +82,7 @@ stage5() {
         return
     fi
     if ${use_encoder_cache}; then
-        log "Stage 5: encoder outputs of ${whisper_model} ${feats_dir}/<set> -> ${feats_dir}/encoder/<set>"
+        log "Stage 5: encoder outputs of ${whisper_model} (${cache_backend}) ${feats_dir}/<set> -> ${feats_dir}/encoder/<set>"
         for set_name in $(all_sets); do cache_set "${set_name}" encoder 0; done
     fi
     if [ "${encoder_top}" -gt 0 ]; then
@@ -94,12 +94,19 @@ stage5() {
 }
 
 # cache_set SET DIR TOP: cache_encoder jobs for SET into ${feats_dir}/DIR/SET: the encoder's outputs
-# (TOP 0), or the states below its top TOP layers.
+# (TOP 0; by --cache_backend), or the states below its top TOP layers (transformers).
 cache_set() {
     local set_name=$1 feats=${feats_dir}/$1/feats.scp out=${feats_dir}/$2/$1 top=$3 sig _cmd upstream
+    local backend=(--backend hf)
+    if [ "${top}" -eq 0 ] && [ "${cache_backend}" = ct2 ]; then
+        local ct2_quantization=float32 ct2_dir
+        export_ct2
+        backend=(--backend ct2 --ct2_dir "${ct2_dir}")
+    fi
     upstream=$(input_sig "${feats_dir}/${set_name}" 4)
     sig="model=${whisper_model} ${upstream} $(checksum "${feats}")"
     [ "${top}" -eq 0 ] || sig+=" top=${top}"  # top 0: the signature from before encoder_top existed
+    [ "${backend[1]}" = hf ] || sig+=" backend=ct2 $(export_sig "${ct2_dir}")"
     up_to_date "${set_name}" "${out}" "${sig}" && return 0
     rm -rf "${out}"
     split_keys "${feats}" "${out}/logdir" "${nj}"
@@ -107,7 +114,7 @@ cache_set() {
     ${_cmd} --num-threads "${num_threads}" JOB=1:"${_nj}" "${out}/logdir/cache_encoder.JOB.log" \
         python3 -m espnet_adapters.bin.cache_encoder --feats_scp "${feats}" --keys "${out}/logdir/keys.JOB" \
             --whisper_model "${whisper_model}" --out_dir "${out}" --shard JOB --encoder_top "${top}" \
-            --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
+            "${backend[@]}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
     mark_done "${out}" "${sig}"
     log "  ${set_name}: $(du -sh "${out}" | cut -f1)"
 }
@@ -209,6 +216,13 @@ export_ct2() {
     mark_done "${ct2_dir}" "${sig}"
 }
 
+# export_sig CT2_DIR: the sha256 of CT2_DIR's model.bin, as its export's manifest.json records it (not
+# the manifest's own checksum: another quantization added to the export must not make this one's
+# users stale).
+export_sig() {
+    python3 -c 'import json, sys, pathlib; d = pathlib.Path(sys.argv[1]); print(json.loads((d.parent / "manifest.json").read_text())["ct2"][d.name]["model_bin_sha256"])' "$1"
+}
+
 # decode_set MODEL_DIR_TAG DATA_SET [ADAPTER_DIR]: stage 7, the base model or one adapter on one set.
 # --decode_backend ct2: the export of the model (export_ct2), decoded by CTranslate2 from the features.
 decode_set() {
@@ -219,7 +233,7 @@ decode_set() {
         local use_encoder_cache=false
         export_ct2 "${adapter}"
         opts+=(--decode_backend ct2 --ct2_dir "${ct2_dir}")
-        sig+=" backend=ct2 export=$(checksum "$(dirname "${ct2_dir}")/manifest.json")"
+        sig+=" backend=ct2 export=$(export_sig "${ct2_dir}")"
     elif [ -n "${adapter}" ]; then
         opts+=(--adapter_dir "${adapter}")
         trained=$(input_sig "$(dirname "${adapter}")" 6)
@@ -272,9 +286,10 @@ stage9() {
         up_to_date "${out}" "${out}" "${esig}" && continue
         mkdir -p "${out}" && rm -f "${out}/.done"
         mapfile -t eval_sets < <(lid_sets "${split}")
-        ${decode_cmd} --num-threads "${num_threads}" "${out}/eval.log" \
+        # One job: it gets every core the training does (--train_num_threads), not one job's share.
+        ${decode_cmd} --num-threads "${train_num_threads}" "${out}/eval.log" \
             python3 -m espnet_adapters.bin.eval_lid --lid_dir "${lid_exp}" --test_sets "${eval_sets[@]}" \
-                --out_dir "${out}" --whisper_model "${whisper_model}" --num_threads "${num_threads}" "${opts[@]}"
+                --out_dir "${out}" --whisper_model "${whisper_model}" --num_threads "${train_num_threads}" "${opts[@]}"
         mark_done "${out}" "${esig}"
         log "  ${out}: $(python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["systems"]; print(", ".join("%s accuracy %.1f%%" % (k, 100 * v["accuracy"]) for k, v in r.items()))' "${out}/results.json")"
     done
@@ -370,10 +385,11 @@ stage11() {
         up_to_date "${dir}" "${dir}" "${dsig}" && continue
         mkdir -p "${dir}" && rm -f "${dir}/.done"
         _cmd=$(job_cmd 1 "${decode_cmd}")
-        ${_cmd} --num-threads "${num_threads}" "${dir}/decode.log" \
+        # One job: every core the training gets (--train_num_threads).
+        ${_cmd} --num-threads "${train_num_threads}" "${dir}/decode.log" \
             python3 -m espnet_adapters.bin.codeswitch_decode --data_dir "${data}" --lid_dir "${lid_exp}" \
                 "${adapter_opts[@]}" --out_dir "${dir}" --whisper_model "${whisper_model}" \
-                "${search[@]}" --num_threads "${num_threads}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))"
+                "${search[@]}" --num_threads "${train_num_threads}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))"
         mark_done "${dir}" "${dsig}"
     done
 }
