@@ -39,7 +39,7 @@ from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
 from espnet_adapters.whisper.encoder_cache import (
     claim_cache_dir, encode_batches, encoder_fingerprint, shard_path, torch_encode, write_shard,
 )
-from espnet_adapters.whisper.ct2_decode import cache_encode, open_ct2_whisper
+from espnet_adapters.whisper.ct2_decode import cache_encode, cache_encoder_name, open_ct2_whisper
 from espnet_adapters.whisper.encoder import cut_layer_below_top
 from espnet_adapters.whisper.features import iter_feats_scp, job_keys
 from espnet_adapters.whisper.model import load_whisper, pick_device
@@ -83,13 +83,15 @@ def run(args: argparse.Namespace) -> None:
         cut_layer = cut_layer_below_top(args.encoder_top, model.config.encoder_layers)
     except ValueError as err:
         raise UserInputError(f"--{err}") from err
+    encoder_name = None  # transformers
     if args.backend == "ct2":
-        encode = cache_encode(open_ct2_whisper(args.ct2_dir, args.whisper_model, ngpu=args.ngpu,
-                                               num_threads=args.num_threads, compute_type="float32"))
+        ct2 = open_ct2_whisper(args.ct2_dir, args.whisper_model, ngpu=args.ngpu, num_threads=args.num_threads,
+                               compute_type="float32")
+        encode, encoder_name = cache_encode(ct2), cache_encoder_name(ct2)
     else:
         encode = torch_encode(model.get_encoder(), cut_layer)
     fingerprint = encoder_fingerprint(args.whisper_model, args.feats_scp, cut_layer)
-    claim_cache_dir(args.out_dir, fingerprint, args.whisper_model, cut_layer)
+    claim_cache_dir(args.out_dir, fingerprint, args.whisper_model, cut_layer, encoder_name)
     shape = (model.config.max_source_positions, model.config.d_model)
     start = time.perf_counter()
     with tqdm(total=len(keys), desc=f"encode {args.feats_scp.parent.name}", mininterval=10) as progress:

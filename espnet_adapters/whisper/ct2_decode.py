@@ -150,6 +150,13 @@ def encode(
     return np.ascontiguousarray(outputs[:, : kept_frames(batch_seconds(durations), encoder_trim)])
 
 
+def cache_encoder_name(ct2: Ct2Whisper) -> str:
+    """How an encoder cache names CTranslate2's encoder (claim_cache_dir's ``encoder``): the model's checksum."""
+    manifest = ct2.export.manifest or {}
+    sha = manifest.get("ct2", {}).get(ct2.export.ct2_dir.name, {}).get("model_bin_sha256", "unknown")
+    return f"ctranslate2 {ct2.model.compute_type} model.bin sha256 {sha}"
+
+
 def cache_encode(ct2: Ct2Whisper) -> Callable[[torch.Tensor], torch.Tensor]:
     """CTranslate2's encoder for the encoder cache (cache_encoder --backend ct2): features (B, n_mels, 3000)
     -> the whole window's outputs (B, 1500, d) as a float32 CPU tensor.

@@ -151,8 +151,9 @@ def _read_fingerprint(cache_dir: Path) -> dict[str, Any]:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         cut = record.get("cut_layer")
+        encoder = record.get("encoder")
         return {"fingerprint": str(record["fingerprint"]), "model": str(record["model"]),
-                "cut_layer": None if cut is None else int(cut)}
+                "cut_layer": None if cut is None else int(cut), "encoder": None if encoder is None else str(encoder)}
     except FileNotFoundError as err:
         raise UserInputError(f"{cache_dir}: no {FINGERPRINT_FILE}; not an encoder cache (run stage 4)") from err
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
@@ -163,22 +164,34 @@ def _stale(cache_dir: Path) -> str:
     return f"{cache_dir}: stale cache: base model or features changed; re-run stage 4 / delete {cache_dir}"
 
 
-def claim_cache_dir(cache_dir: Path, fingerprint: str, model_source: str, cut_layer: int | None = None) -> None:
+def claim_cache_dir(
+    cache_dir: Path, fingerprint: str, model_source: str, cut_layer: int | None = None, encoder: str | None = None
+) -> None:
     """Write ``fingerprint.json``, or check that the one there is ours.
 
     Every job of one cache writes the same content (atomically), so concurrent
     jobs do not race; a different fingerprint means the directory holds another
     model's or other features' outputs, which must not be mixed with ours.
+    ``encoder`` names an encoder other than transformers' that computes the
+    outputs (cache_encoder --backend ct2: CTranslate2 and its model's checksum);
+    it is recorded, so that the training's data digest, which covers this file,
+    changes with it, and shards of two encoders are never mixed.
     """
     if (cache_dir / FINGERPRINT_FILE).exists():
-        if _read_fingerprint(cache_dir)["fingerprint"] != fingerprint:
+        existing = _read_fingerprint(cache_dir)
+        if existing["fingerprint"] != fingerprint:
             raise UserInputError(_stale(cache_dir))
+        if existing["encoder"] != encoder:
+            raise UserInputError(f"{cache_dir}: computed by {existing['encoder'] or 'transformers'}, this job uses "
+                                 f"{encoder or 'transformers'}; delete the directory to recompute it")
         return
     with atomic_write(cache_dir / FINGERPRINT_FILE) as handle:
         record: dict[str, object] = {"fingerprint": fingerprint, "model": resolve_model(model_source),
                                      "format": CACHE_FORMAT}
         if cut_layer is not None:
             record["cut_layer"] = cut_layer
+        if encoder is not None:  # absent: transformers (the file of a cache made before stays byte-identical)
+            record["encoder"] = encoder
         json.dump(record, handle, indent=2)
         handle.write("\n")
 

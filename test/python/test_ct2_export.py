@@ -28,6 +28,7 @@ from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.whisper import ct2_decode
 from espnet_adapters.whisper.script import script_suppressed_ids
 from espnet_adapters.whisper.decode import DecodeOptions, decode_rows
+from espnet_adapters.train.data import dataset_digest
 from espnet_adapters.whisper.encoder_cache import EncoderCache, encoder_fingerprint
 from espnet_adapters.whisper.export import MANIFEST, TRANSFORMERS_DIR, check_export, export_adapter
 from espnet_adapters.whisper.features import stack_features
@@ -328,6 +329,19 @@ def test_ct2_encoder_cache_holds_the_transformers_outputs(setup: dict[str, Path]
     assert got.shape == want.shape
     # float16 has 11 significant bits: the two encoders' ~1e-5 differences round to at most one ulp
     torch.testing.assert_close(got, want, rtol=2 ** -10, atol=1e-3)
+    # The cache records its encoder, so a training's data digest (over fingerprint.json) tells the two
+    # apart (a training on the other one starts over), and no job adds shards of another encoder.
+    recorded = json.loads((tmp_path / "ct2" / "fingerprint.json").read_text())
+    assert recorded["encoder"].startswith("ctranslate2 float32 model.bin sha256 ")
+    assert "encoder" not in json.loads((tmp_path / "hf" / "fingerprint.json").read_text())
+    data = tmp_path / "data"
+    data.mkdir()
+    write_map(data / "text", dict.fromkeys(utts, "a"))
+    write_map(data / "utt2lang", dict.fromkeys(utts, "it"))
+    assert dataset_digest(data, setup["scp"], tmp_path / "hf") != dataset_digest(data, setup["scp"], tmp_path / "ct2")
+    with pytest.raises(UserInputError, match=r"ct2: computed by ctranslate2 float32 .*, this job uses transformers"):
+        cache_encoder.run(cache_encoder.get_parser().parse_args(
+            [*common[:-1], "2", "--out_dir", str(tmp_path / "ct2")]))
 
 
 def test_ct2_encoder_cache_refuses_what_is_not_the_base_in_float32(setup: dict[str, Path], tmp_path: Path) -> None:
