@@ -50,6 +50,7 @@ def _fails(recipe: Path, *args: str) -> str:
     (("--corpus", "mls", "--test_sets", "test test_other"), "no test_other with --corpus mls"),
     (("--langs", "hi xx"), "--langs: xx: whisper-base has no language token for it"),
     (("--eval_langs", "zz"), "--langs: zz: whisper-base has no language token for it"),
+    (("--cache_backend", "onnx"), "Error: --cache_backend onnx: hf or ct2"),
 ])
 def test_bad_option(recipe: Path, args: tuple[str, ...], message: str) -> None:
     assert message in _fails(recipe, *args)

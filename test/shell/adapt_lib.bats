@@ -171,7 +171,7 @@ SH
 set -euo pipefail
 . "$1"; . "$2"
 expdir=$3/exp dumpdir=$3/dump adapter_tag=x lora_ranks="" whisper_model=tools/models/whisper-base
-test_sets="test test_other" lid_config=conf/lid/mlp.yaml langs="hi it" train_split=train cache_backend=ct2
+test_sets="test test_other" lid_config=conf/lid/mlp.yaml langs="hi it" train_split=train cache_backend=hf
 cache_set() { echo "$2/$1"; }
 all_sets() { echo hi_train hi_dev hi_test hi_test_other it_train it_dev it_test it_test_other; }
 for lora_config in "$4"/conf/lora/r32_qv_dec.yaml "$4"/conf/lora/r32_qv_dec_enc2.yaml "$4"/conf/lora/r32_qv_both.yaml; do
@@ -236,6 +236,41 @@ SH
   echo w2 > "${adapter}/adapter_model.safetensors"
   decode_set whisper_base_lora_hi_r32 hi_test "${adapter}"
   [ "$(wc -l < "${D}/exports")" -eq 3 ]
+}
+
+@test "cache_set: --cache_backend ct2 encodes by the base model's float32 export, exported once; encoder_top and hf by transformers" {
+  # shellcheck source=../../egs2/TEMPLATE/adapt1/whisper_stages.sh
+  . "${TEMPLATE}/whisper_stages.sh"
+  expdir="${D}/exp" model_tag=whisper_base whisper_model=whisper-base ct2_quantization=int8 num_threads=1
+  feats_dir="${D}/dump/whisper_base" nj=2 ngpu=0
+  for set_name in hi_train hi_dev; do
+    mkdir -p "${feats_dir}/${set_name}" && printf 'u1 a.ark:1\nu2 a.ark:2\n' > "${feats_dir}/${set_name}/feats.scp"
+    echo sig > "${feats_dir}/${set_name}/.done"
+  done
+  fake_cmd() {  # ${train_cmd}: records each job's command; makes what export_adapter makes
+    local out=""
+    printf '%s|' "$@" >> "${D}/jobs" && echo >> "${D}/jobs"
+    if [[ " $* " == *" espnet_adapters.bin.export_adapter "* ]]; then
+      while [ $# -gt 0 ]; do [ "$1" != --out_dir ] || out=$2; shift; done
+      mkdir -p "${out}/ct2_float32"
+      echo '{"ct2": {"ct2_float32": {"model_bin_sha256": "abc"}}}' > "${out}/manifest.json"
+    fi
+  }
+  train_cmd=fake_cmd cache_backend=ct2
+  cache_set hi_train encoder 0
+  cache_set hi_dev encoder 0
+  cache_set hi_train encoder_top2 2
+  mapfile -t jobs < "${D}/jobs"
+  [ "${#jobs[@]}" -eq 4 ]  # one export, three caches
+  [[ "${jobs[0]}" == *"espnet_adapters.bin.export_adapter|--whisper_model|whisper-base|--out_dir|${D}/exp/whisper_base/export/base|--quantization|float32|"* ]]
+  [[ "${jobs[1]}" == *"--out_dir|${feats_dir}/encoder/hi_train|"*"|--backend|ct2|--ct2_dir|${D}/exp/whisper_base/export/base/ct2_float32|"* ]]
+  [[ "${jobs[3]}" == *"--out_dir|${feats_dir}/encoder_top2/hi_train|"*"|--encoder_top|2|--backend|hf|"* ]]
+  # the backend is in the signature: hf re-makes the ct2 cache; a re-run with the same backend does nothing
+  cache_backend=hf
+  cache_set hi_train encoder 0
+  [ "$(wc -l < "${D}/jobs")" -eq 5 ] && [[ "$(tail -1 "${D}/jobs")" == *"|--backend|hf|"* ]]
+  cache_set hi_train encoder 0
+  [ "$(wc -l < "${D}/jobs")" -eq 5 ]
 }
 
 @test "lang_test_sets, all_sets, decode_plan: test_other where the other synthesizer has a voice" {

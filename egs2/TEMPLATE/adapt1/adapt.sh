@@ -16,8 +16,8 @@
 #   4  Feature dump: Whisper log-mel -> dump/<model>/<set>/feats.scp (kaldiio) + feats_shape
 #   5  Encoder cache: frozen encoder outputs -> dump/<model>/encoder/<set>
 #      (only when the adapter leaves the encoder alone: decoder-only training never runs it);
-#      --cache_backend ct2 (default): CTranslate2's encoder on a float32 export of the base
-#      model (exp/<model>/export/base), the same outputs within float noise, 1.33x faster
+#      --cache_backend ct2: CTranslate2's encoder on a float32 export of the base model
+#      (exp/<model>/export/base), the same outputs within float noise, 1.33x faster
 #   6  LoRA training, one adapter per language (and --lora_ranks rank), submitted as one
 #      job array of the cells not yet done -> exp/<model>_lora_<lang>_<tag>/adapter
 #   7  Decoding: the base model and each language's adapter on <lang>_<test_sets>, and
@@ -116,8 +116,9 @@ max_new_tokens=""      # Overrides decode_config's flat cap on tokens per hypoth
 decode_lang=forced     # forced: language token from utt2lang; auto: Whisper detects the language.
 decode_base=true       # Stage 7 decodes the base model too (the rows adapters are compared with).
 cross_eval=true        # Stage 7 also decodes every adapter on every other language (forgetting check).
-cache_backend=ct2      # Stage 5 encoder of the cache: ct2 (CTranslate2 float32 on the base model's export) or hf
-                       # (transformers); the same outputs within ~1e-3; the states below top layers always hf.
+cache_backend=hf       # Stage 5 encoder of the cache: hf (transformers) or ct2 (CTranslate2 float32 on the base
+                       # model's export: outputs within ~1e-3, 1.3x faster; README "Where the default run's time
+                       # goes" for why it is not the default); the states below top layers always hf.
 decode_backend=hf      # Stage 7 Whisper decoder: hf (transformers + peft) or ct2 (CTranslate2 on exports).
 ct2_quantization=int8  # decode_backend=ct2: weight type of the exports (int8 float32 float16 int8_float32 ...).
 inference_tag=""       # Suffix of decode dirs; default: _<decode_config name> unless default.yaml, _beamN, _langauto,
