@@ -86,6 +86,24 @@ setup() {
   [ "$status" -eq 0 ] && [ "${output}" = fine ]
 }
 
+@test "exit_traps: a run stopped by TERM or HUP says so and timing.tsv marks its stage failed" {
+  printf '%s\n' 'set -euo pipefail' '. "$1"' 'exit_traps' 'expdir=$2 stage=1 stop_stage=9 skip_stages=""' \
+    'run_stage 6' 'touch "$2/started"' 'sleep 30 & wait $!' > "${D}/adapt.sh"
+  local signal code
+  for signal in TERM HUP; do  # (INT: ignored by a background job of a non-interactive shell, as here)
+    rm -f "${D}/exp/started"
+    mkdir -p "${D}/exp"
+    bash "${D}/adapt.sh" "${TEMPLATE}/lib.sh" "${D}/exp" > "${D}/out" 2>&1 &
+    local pid=$!
+    for _ in $(seq 100); do [ -f "${D}/exp/started" ] && break; sleep 0.1; done
+    kill "-${signal}" "${pid}"
+    code=0 && wait "${pid}" || code=$?
+    [ "${code}" -eq "$([ "${signal}" = TERM ] && echo 143 || echo 129)" ]
+    grep -q "Error: ended with exit code ${code} in stage 6 " "${D}/out"
+    [ "$(tail -n 1 "${D}/exp/log/timing.tsv" | cut -f2,4)" = "$(printf '6\tfailed')" ]
+  done
+}
+
 @test ".done markers: up to date only with the same signature" {
   run is_done "${D}" "sig a"
   [ "$status" -eq 1 ]

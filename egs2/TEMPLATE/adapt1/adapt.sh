@@ -54,7 +54,7 @@ set -euo pipefail
 template_dir=$(dirname "$(readlink -f "$0")")
 # shellcheck source=lib.sh
 . "${template_dir}/lib.sh"
-trap 'on_exit $?' EXIT  # a failed run says so (and timing.tsv marks the stage)
+exit_traps  # a failed or killed run says so (and timing.tsv marks the stage)
 SECONDS=0
 run_args=$(printf '%q ' "$0" "$@")
 orig_args=("$@")

@@ -58,6 +58,16 @@ on_exit() {
     stage_clock_close failed
     log "Error: ended with exit code $1${where} (the last lines above, and the logs they name, say why)" >&2
 }
+# exit_traps: adapt.sh's traps.  EXIT: on_exit.  A run stopped by a signal (Ctrl-C, kill, a
+# scheduler's TERM, a closed terminal) exits with 128 + the signal's number, so on_exit reports it and
+# timing.tsv marks the stage failed; without these bash runs the EXIT trap with status 0 and the
+# killed stage would vanish from timing.tsv.  (bash runs a trap once the foreground command ends.)
+exit_traps() {
+    trap 'on_exit $?' EXIT
+    trap 'exit 129' HUP
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
 # timing_report: close the last stage and log this run's wall time per stage.
 timing_report() {
     stage_clock_close ok
