@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from train_throughput import _cpu_model, _prepare_data, _version, worker_env
+from train_throughput import _cpu_model, _dirs, _prepare_data, _version, worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     import ctranslate2
     from transformers import WhisperFeatureExtractor
 
+    from espnet_adapters.whisper.ct2_decode import encode as ct2_encode
     from espnet_adapters.whisper.encoder import lower_states
+    from espnet_adapters.whisper.encoder_cache import torch_encode
     from espnet_adapters.whisper.export import export_adapter
     from espnet_adapters.whisper.features import iter_audio_logmel, stack_features
     from espnet_adapters.whisper.inputs import kept_frames
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     _prepare_data(args, work, env)
     extractor = WhisperFeatureExtractor.from_pretrained(resolve_model(args.model))
-    items = list(iter_audio_logmel(work / "data" / "train", None, extractor))
+    items = list(iter_audio_logmel(_dirs(work)["data"], None, extractor))
     feats = [item[1] for item in items]
     seconds = [item[2] for item in items]
     model, _ = load_whisper(args.model, torch.device("cpu"))
@@ -95,17 +97,14 @@ def main(argv: list[str] | None = None) -> int:
                                                        intra_threads=args.num_threads)
     windows = stack_features(feats)  # (N, n_mels, 3000): Whisper's padded windows
 
-    def hf(batch: int) -> list[np.ndarray]:
-        with torch.inference_mode():
-            return [row.numpy() for start in range(0, len(feats), batch)
-                    for row in encoder(input_features=windows[start:start + batch]).last_hidden_state]
+    hf_encode = torch_encode(encoder)  # what cache_encoder --backend hf runs
 
-    def ct(quantization: str) -> list[np.ndarray]:
-        out = []
-        for start in range(0, len(feats), 8):
-            chunk = ctranslate2.StorageView.from_array(np.ascontiguousarray(windows[start:start + 8].numpy()))
-            out += list(np.array(ct2[quantization].encode(chunk, to_cpu=True)))
-        return out
+    def hf(batch: int) -> list[np.ndarray]:
+        return [row.numpy() for start in range(0, len(feats), batch) for row in hf_encode(windows[start:start + batch])]
+
+    def ct(quantization: str) -> list[np.ndarray]:  # what cache_encoder --backend ct2 runs (it refuses int8)
+        return [row for start in range(0, len(feats), 8)
+                for row in ct2_encode(ct2[quantization], windows[start:start + 8], [None] * 8, None)]
 
     def speech() -> list[np.ndarray]:
         out = []

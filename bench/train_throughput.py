@@ -20,7 +20,8 @@ timed steps and CPU threads:
 Why: (a) vs (b) isolates the data pipeline (features once vs audio + extractor each step,
 length-bucketed batches); (a) vs (c) is what the recipe's default buys on a CPU, where the
 encoder's 30 s window dominates a step; (c) vs (d) is what encoder_trim buys.  (c)'s and (d)'s
-cache (and the feature dump of (b)-(d)) is a one-off cost, reported per utterance and amortised over --epochs passes over the data.
+cache (and the feature dump of (b)-(d)) is a one-off cost, reported per utterance and amortised
+over --epochs passes over the data.
 
 Each variant runs in its own subprocess (this script with a hidden --worker option), so
 its peak RSS (VmHWM, which includes loading the model) is its own.  Throughput is utterances
@@ -385,9 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         run_worker(args)
         return 0
-    variants = [v for v in "abcd" if v in args.variants]
-    if not variants or set(args.variants) - set("abcd"):
-        parser.error(f"--variants: letters of 'abcd', got {args.variants!r}")
+    letters = "".join(VARIANTS)
+    variants = [v for v in letters if v in args.variants]
+    if not variants or set(args.variants) - set(letters):
+        parser.error(f"--variants: letters of {letters!r}, got {args.variants!r}")
     if min(args.batch_size, args.steps, args.utts, args.epochs, args.num_threads) < 1 or args.warmup < 0:
         parser.error("--batch_size, --steps, --utts, --epochs, --num_threads must be >= 1, --warmup >= 0")
     work = (args.work_dir or Path(tempfile.mkdtemp(prefix="train_throughput."))).resolve()

@@ -177,10 +177,10 @@ def cache_encode(ct2: Ct2Whisper) -> Callable[[torch.Tensor], torch.Tensor]:
         raise UserInputError(f"{where}: {export.quantization} weights, computed in {ct2.model.compute_type}; the "
                              "encoder cache takes float32 only (int8 moves the outputs by ~7%)")
 
-    def encode(features: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(np.array(ct2.model.encode(_storage(features.numpy()), to_cpu=True)))
+    def whole_window(features: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(encode(ct2.model, features, [None] * len(features), None))
 
-    return encode
+    return whole_window
 
 
 def detect_languages(model: Any, encoded: np.ndarray) -> list[str]:
