@@ -38,7 +38,8 @@ python=${PYTHON:-python3}
 torch_spec=${TORCH_SPEC:-torch==2.13.0}
 torch_index_url=${TORCH_INDEX_URL:-}
 apt_packages="espeak-ng sox festival festival-hi festival-te festvox-hi-nsk festvox-te-nsk festvox-italp16k
-festvox-itapc16k ffmpeg bats gettext slurmctld slurmd slurm-client munge"
+festvox-itapc16k ffmpeg bats gettext slurmctld slurmd slurm-client munge chromium chromium-driver
+fonts-lohit-deva fonts-lohit-guru fonts-lohit-telu"
 
 install_apt() {
     local missing=()

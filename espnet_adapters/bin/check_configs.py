@@ -20,6 +20,7 @@ from typing import Sequence
 
 from espnet_adapters.data.augment import AugmentConfig
 from espnet_adapters.data.families import read_families
+from espnet_adapters.publish.licences import data_licences
 from espnet_adapters.data.synth import other_languages
 from espnet_adapters.lid.config import LidConfig
 from espnet_adapters.train.trainer import TrainConfig
@@ -40,6 +41,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--synth_other_config", type=Path,
                         help="conf/synth_other.yaml: print other_langs=<the languages it has voices for>.")
     parser.add_argument("--families", type=Path, help="conf/families.yaml (language -> family).")
+    parser.add_argument("--licences", type=Path,
+                        help="conf/export/data_licences.yaml: must have --corpus's licence for every --langs.")
+    parser.add_argument("--corpus", default=None, help="With --licences: the recipe's corpus.")
     parser.add_argument("--whisper_model", default=None, help="With --langs: the Whisper model that must know them.")
     parser.add_argument("--langs", nargs="*", default=[], help="Language codes the recipe trains or evaluates.")
     parser.add_argument("--lora_fields", nargs="*", default=[], metavar="KEY",
@@ -61,6 +65,11 @@ def run(args: argparse.Namespace) -> None:
         loaded[flag] = cls.from_yaml(path)
     if args.families is not None:
         read_families(args.families)
+    if args.licences is not None:
+        if args.corpus is None:
+            raise UserInputError("--licences needs --corpus")
+        for lang in args.langs:
+            data_licences(args.licences, args.corpus, lang)
     if args.whisper_model is not None and args.langs:
         unknown = unknown_languages(args.whisper_model, args.langs)
         if unknown:

@@ -27,7 +27,10 @@ Writes into ``--out_dir`` (``exp/<model>_lora_<lang>_<tag>``):
                        (language, configs, data, encoder_trim, the dev decoding options, scores)
   checkpoints/last/    resume state, replaced atomically every save_every steps
   train.log            this job's log (appended across resumes)
-  tensorboard/         event files: train/loss, train/lr, dev/loss, dev/wer, dev/cer
+  tensorboard/         (--tracker tensorboard, the default) event files: train/loss, train/lr,
+                       dev/loss, dev/wer, dev/cer, dev/corr
+  wandb/, wandb_run_id (--tracker wandb) the same scalars and the config in an offline W&B run
+                       (WANDB_MODE=online to upload live; else `wandb sync` it later)
   curves.png           train loss, dev loss and dev WER against the step
   train_stats.json     steps, best dev WER and its step, parameter counts, seconds, utts/s, history
   train.done           written last; the same command is then a no-op
@@ -64,6 +67,7 @@ import torch
 
 from espnet_adapters.train.data import dataset_digest, load_dataset
 from espnet_adapters.train.distributed import Dist, distributed_session, launched, torchrun_command
+from espnet_adapters.train.tracking import TRACKERS
 from espnet_adapters.train.trainer import TrainConfig, Trainer, prepare_out_dir, seed_everything
 from espnet_adapters.utils.cli import LOG_FORMAT, UserInputError, make_parser, run_main
 from espnet_adapters.whisper.decode import DecodeOptions, add_search_arguments, decode_options
@@ -105,6 +109,8 @@ def get_parser() -> argparse.ArgumentParser:
                         help="With --ngpu 0: data-parallel processes on the CPU (gloo); > 1 is for testing DDP.")
     parser.add_argument("--num_threads", type=int, default=2, help="torch CPU threads.")
     parser.add_argument("--seed", type=int, default=1, help="Seeds LoRA init, data order, dropout, SpecAugment.")
+    parser.add_argument("--tracker", choices=TRACKERS, default="tensorboard",
+                        help="Experiment tracking (espnet_adapters/train/tracking.py); not part of the run's signature.")
     parser.add_argument("--verbose", type=int, default=0, help="1 = debug logging.")
     # The dev decoding's search, as the test decoding's (--decode_seed: the fallback's sampling).
     add_search_arguments(parser, seed_flag="--decode_seed", skip=("batch_size",))
@@ -249,7 +255,7 @@ def train(args: argparse.Namespace, dist: Dist, device: torch.device) -> None:
     }
     trainer = Trainer(model, processor.tokenizer, train_set, dev_set, cfg, args.out_dir, lang=args.lang,
                       device=device, seed=args.seed, signature=signature, meta=meta, decode_opts=decode_opts,
-                      dist=dist, cut_layer=cut_layer)
+                      dist=dist, cut_layer=cut_layer, tracker=args.tracker)
     state = trainer.run()
     logger.info("done: %d steps, best dev WER %.2f%% at step %d -> %s", state.step, state.best_wer,
                 state.best_step, args.out_dir / "adapter")

@@ -39,13 +39,13 @@ from espnet_adapters.codeswitch.truth import (
 from espnet_adapters.data.audio import read_audio
 from espnet_adapters.data.kaldi import read_map_lines
 from espnet_adapters.decode_io import write_decode_outputs, write_hyp_files
-from espnet_adapters.lid.data import ENCODER_STRIDE, valid_encoder_frames
+from espnet_adapters.lid.data import ENCODER_STRIDE, base_encoder_frames
 from espnet_adapters.lid.models import predict_proba, window_posteriors
 from espnet_adapters.lid.store import LoadedLid, lid_base_model, load_lid
 from espnet_adapters.routing.decode import batch_key, decode_routed
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.whisper.decode import DecodeOptions, safeguard_stats
-from espnet_adapters.whisper.features import SAMPLE_RATE, logmel, stack_features
+from espnet_adapters.whisper.features import SAMPLE_RATE, logmel
 from espnet_adapters.whisper.inputs import check_adapter_encoder_trim
 from espnet_adapters.whisper.model import pick_device
 from espnet_adapters.whisper.routing import adapter_languages, load_routed_whisper
@@ -105,15 +105,6 @@ def _cut(audio: np.ndarray, span: Span, extractor: Any, where: str) -> np.ndarra
     return logmel(piece, extractor, where=f"{where} ({span.start:.2f}-{span.end:.2f} s)")
 
 
-@torch.inference_mode()
-def _base_frames(model: PeftModel, feats: np.ndarray) -> torch.Tensor:
-    """The base encoder's valid frames (T, d_model): adapters off, as the LID saw them in training."""
-    with model.disable_adapter():
-        inputs = stack_features([feats]).to(model.device, model.dtype)
-        outputs = model.get_encoder()(input_features=inputs).last_hidden_state[0]
-    return outputs[: valid_encoder_frames(len(feats), outputs.shape[0])].float()
-
-
 def _span_pieces(utt: str, spans: Sequence[Span], audio: np.ndarray, extractor: Any, where: str) -> list[Piece]:
     return [Piece(f"{utt}-{index:02d}", utt, span, _cut(audio, span, extractor, where))
             for index, span in enumerate(spans)]
@@ -132,7 +123,7 @@ def analyse(
         start = time.perf_counter()
         audio = read_audio(entry, SAMPLE_RATE, where)
         feats = logmel(audio, extractor, where=where)
-        frames = _base_frames(model, feats)
+        frames = base_encoder_frames(model, feats)
         timer.add("encoder", start)
         start = time.perf_counter()
         posteriors = window_posteriors(frames, lid.model, windowing.win_frames, windowing.hop_frames).numpy()

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from peft import PeftModel
 
 from espnet_adapters.data.kaldi import read_map_lines
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.whisper.encoder_cache import EncoderCache, encoder_fingerprint
+from espnet_adapters.whisper.features import stack_features
 
 ENCODER_STRIDE = 2  # log-mel frames per encoder frame
 LOG_MEL_RANGE = 2.0  # Whisper's log-mel: max - floor after scaling (8 in log10 units, divided by 4)
@@ -65,6 +67,18 @@ def parse_set_spec(text: str) -> SetSpec:
 def valid_encoder_frames(feat_frames: int, max_frames: int) -> int:
     """Encoder frames that see the signal, for ``feat_frames`` trimmed log-mel frames."""
     return min(max_frames, math.ceil(feat_frames / ENCODER_STRIDE))
+
+
+@torch.inference_mode()
+def base_encoder_frames(model: PeftModel, feats: np.ndarray) -> torch.Tensor:
+    """The base encoder's frames (T, d_model) of one trimmed log-mel, adapters off: what the LID reads.
+
+    Only the frames that see the signal (:func:`valid_encoder_frames`), float32.
+    """
+    with model.disable_adapter():
+        inputs = stack_features([feats]).to(model.device, model.dtype)
+        outputs = model.get_encoder()(input_features=inputs).last_hidden_state[0]
+    return outputs[: valid_encoder_frames(len(feats), outputs.shape[0])].float()
 
 
 def read_feat_frames(feats_shape: Path) -> dict[str, int]:

@@ -41,7 +41,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -123,6 +123,14 @@ def _dir_variant(decode_dir: Path, set_name: str | None) -> str:
     return DEFAULT_VARIANT if len(parts) < 4 else parts[3]
 
 
+def variant_label(record: Mapping[str, Any]) -> str:
+    """A decoding variant's name from a decoder's search record (whisper.decode.search_record, stats.json):
+    the config's name (``default`` for none) and the options changed from it."""
+    changed = record["options_changed"]
+    name = record.get("decode_config") or DEFAULT_VARIANT
+    return " ".join([str(name), *(f"{key}={_format_option(changed[key])}" for key in sorted(changed))])
+
+
 def decoding_variant(decode_dir: Path, set_name: str | None = None) -> str:
     """The decoding variant of ``decode_dir``: its config name and changed options, read from the
     ``stats.json`` of its jobs, which must all agree (see the module docstring)."""
@@ -146,8 +154,7 @@ def decoding_variant(decode_dir: Path, set_name: str | None = None) -> str:
         elif not isinstance(changed, dict):
             raise UserInputError(f"{path}: 'options_changed' must be an object")
         else:
-            name = data.get("decode_config") or DEFAULT_VARIANT
-            label = " ".join([str(name), *(f"{key}={_format_option(changed[key])}" for key in sorted(changed))])
+            label = variant_label(data)
         labels.setdefault(label, path)
     if len(labels) > 1:
         (first, one), (second, other) = list(labels.items())[:2]

@@ -38,7 +38,7 @@ run's *signature* (model, data, configs, seed): resuming with other options is
 refused, since the result would match neither.  ``train.done`` marks a finished
 run: the same command is then a no-op.
 
-Outputs in ``out_dir``: ``adapter/``, ``checkpoints/last/``, ``tensorboard/``,
+Outputs in ``out_dir``: ``adapter/``, ``checkpoints/last/``, ``tensorboard/`` or ``wandb/`` (the tracker),
 ``curves.png``, ``train_stats.json``, ``train.done`` (``train.log`` is the
 entry point's).
 """
@@ -57,7 +57,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -72,6 +72,7 @@ from espnet_adapters.scoring.metrics import score_chars, score_words
 from espnet_adapters.scoring.normalize import normalize_text
 from espnet_adapters.train.data import AsrDataset, Batch, BucketBatchSampler, CacheSource
 from espnet_adapters.train.distributed import Dist
+from espnet_adapters.train.tracking import TRACKERS, NoTracker, Tracker, make_tracker
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.config import YamlConfig
 from espnet_adapters.utils.fileio import atomic_dir, atomic_write
@@ -79,9 +80,6 @@ from espnet_adapters.utils.plots import pyplot_module, save_figure
 from espnet_adapters.whisper.decode import DecodeOptions, decode_features
 from espnet_adapters.whisper.inputs import encode
 from espnet_adapters.whisper.lora import count_parameters, save_adapter
-
-if TYPE_CHECKING:
-    from torch.utils.tensorboard import SummaryWriter
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +89,8 @@ CHECKPOINT_DIR = "checkpoints/last"
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "trainer_state.pt"
 # What a run writes into out_dir besides the log (train.log keeps the history of every attempt).
-STALE_OUTPUTS = ("adapter", "checkpoints", "tensorboard", "curves.png", "train_stats.json", DONE_FILE)
+STALE_OUTPUTS = ("adapter", "checkpoints", "tensorboard", "wandb", "wandb_run_id", "curves.png", "train_stats.json",
+                 DONE_FILE)
 
 
 @dataclass(frozen=True)
@@ -260,7 +259,10 @@ class Trainer:
         decode_opts: DecodeOptions,
         dist: Dist = Dist(),
         cut_layer: int | None = None,
+        tracker: str = "tensorboard",
     ) -> None:
+        if tracker not in TRACKERS:
+            raise UserInputError(f"--tracker {tracker}: expected one of {', '.join(TRACKERS)}")
         if cfg.precision == "fp16" and device.type != "cuda":
             raise UserInputError(f"{cfg.source}: precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
         if cfg.spec_augment and isinstance(train_set.source, CacheSource):
@@ -275,7 +277,7 @@ class Trainer:
         self.model, self.tokenizer = model, tokenizer
         self.train_set, self.dev_set = train_set, dev_set
         self.cfg, self.out_dir, self.lang, self.device = cfg, out_dir, lang, device
-        self.seed, self.dist = seed, dist
+        self.seed, self.dist, self.tracker = seed, dist, tracker
         self.decode_opts = dataclasses.replace(decode_opts, batch_size=cfg.dev_batch_size)
         self.signature = _signature_text(signature)
         self.meta = dict(meta)
@@ -442,18 +444,12 @@ class Trainer:
                 "dev_cer": cer, "dev_corr": words.percent(words.correct),
                 "seconds": round(time.perf_counter() - started, 2)}  # this process's wall time (decoding most of it)
 
-    def _add_scalars(self, writer: SummaryWriter | None, scalars: Mapping[str, float]) -> None:
-        """TensorBoard scalars at the current step; ``writer`` is None on ranks other than 0."""
-        if writer is not None:
-            for tag, value in scalars.items():
-                writer.add_scalar(tag, value, self.state.step)
-
-    def _record_eval(self, result: dict[str, float], writer: SummaryWriter | None) -> None:
+    def _record_eval(self, result: dict[str, float], tracker: Tracker) -> None:
         """Log, keep the best adapter, count patience."""
         state = self.state
         state.evals.append(result)
-        self._add_scalars(writer, {f"dev/{key[4:]}": result[key]
-                                   for key in ("dev_loss", "dev_wer", "dev_cer", "dev_corr")})
+        tracker.log({f"dev/{key[4:]}": result[key] for key in ("dev_loss", "dev_wer", "dev_cer", "dev_corr")},
+                    state.step)
         improved = (result["dev_wer"], result["dev_loss"]) < (state.best_wer, state.best_dev_loss)
         if result["step"] == 0:  # the base model: the bar an adapter must clear, never installed itself
             if not self.cfg.install_below_base:
@@ -522,8 +518,6 @@ class Trainer:
 
     def run(self) -> RunState:
         """Train (resuming if a checkpoint exists), then write curves, stats and the done marker."""
-        from torch.utils.tensorboard import SummaryWriter  # heavy import, only when training
-
         cfg, state = self.cfg, self.state
         resumed = self.dist.on_main((self.ckpt_dir / STATE_FILE).exists)
         if resumed:
@@ -534,10 +528,12 @@ class Trainer:
         if self.dist.world_size > 1:
             logger.info("data parallel over %d processes, each taking its slice of every global batch of %d",
                         self.dist.world_size, cfg.batch_size)
-        writer = (SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=state.step if resumed else None)
-                  if self.dist.is_main else None)
+        tracker = (make_tracker(self.tracker, self.out_dir, {**cfg.as_dict(), **self.meta, "lang": self.lang,
+                                                             "seed": self.seed, "trainable_params": trainable},
+                                state.step if resumed else None)
+                   if self.dist.is_main else NoTracker())
         if not state.evals:
-            self._record_eval(self.evaluate(), writer)
+            self._record_eval(self.evaluate(), tracker)
         self.model.train()
         stream = self._micro_batches()
         interactive = sys.stderr.isatty()
@@ -550,21 +546,20 @@ class Trainer:
                 state.step += 1
                 lr = self.scheduler.get_last_lr()[0]
                 state.history.append({"step": state.step, "loss": loss, "lr": lr})
-                self._add_scalars(writer, {"train/loss": loss, "train/lr": lr})
+                tracker.log({"train/loss": loss, "train/lr": lr}, state.step)
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss:.3f}")
                 if state.step % cfg.log_every == 0:
                     logger.info("step %d/%d: loss %.4f, lr %.2e, epoch %d", state.step, cfg.max_steps, loss, lr,
                                 state.epoch)
                 if state.step % cfg.eval_every == 0:
-                    self._record_eval(self.evaluate(), writer)
+                    self._record_eval(self.evaluate(), tracker)
                 if state.step % cfg.save_every == 0 or state.step == cfg.max_steps or state.stopped_early:
                     self._save_checkpoint()
         if not state.evals or state.evals[-1]["step"] != state.step:
-            self._record_eval(self.evaluate(), writer)
+            self._record_eval(self.evaluate(), tracker)
             self._save_checkpoint()
-        if writer is not None:
-            writer.close()
+        tracker.close()
         if state.best_step == 0:
             logger.warning("no adapter installed: no evaluation beat the base model's dev WER %.2f%% (step 0)",
                            state.best_wer)

@@ -22,6 +22,7 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import pytest
+import yaml
 from fixtures.recipe import new_recipe, run_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -247,3 +248,35 @@ def test_lid_routing_and_codeswitching(recipe: Path) -> None:
     assert "## Adapter analysis: weights" in text
     assert "![similarity](exp/whisper_base_analysis_r32_qv_dec_train_smoke/similarity.png)" in text
     assert (analysis / "similarity.png").is_file() and (analysis / "spectra.png").is_file()
+
+
+def test_export_with_cards_and_transcribe(recipe: Path, tmp_path: Path) -> None:
+    """Stage 14 collects the routed adapters with model cards, the LID and tau; ./transcribe.sh (linked into
+    the recipe by setup.sh) finds that export and transcribes a folder, naming the file it cannot read."""
+    export = recipe / "exp" / "whisper_base_export_r32_qv_dec_train_smoke"
+    manifest = json.loads((export / "manifest.json").read_text())
+    tau = json.loads((recipe / "exp" / "whisper_base_routing_r32_qv_dec_train_smoke" / "tau_selection.json").read_text())
+    assert sorted(manifest["adapters"]) == ["hi", "it"] and manifest["routing"]["tau"] == tau["chosen"]
+    for lang, adapter in zip(("hi", "it"), ADAPTERS):
+        card = (export / lang / "README.md").read_text(encoding="utf-8")
+        header = yaml.safe_load(card.split("---\n")[1])
+        assert header["language"] == [lang] and header["library_name"] == "peft"
+        assert header["base_model"] == "openai/whisper-base"
+        scores = {s: json.loads((recipe / "exp" / adapter / f"decode_{lang}_{s}" / "score" / "scores.json").read_text())
+                  for s in ("test", "test_other")}
+        results = {r["dataset"]["split"]: {m["type"]: m["value"] for m in r["metrics"]}
+                   for r in header["model-index"][0]["results"]}
+        assert results == {s: {"wer": round(v["wer"], 2), "cer": round(v["cer"], 2)} for s, v in scores.items()}
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    wav = (recipe / "data" / "hi_test" / "wav.scp").read_text().splitlines()[0].split(maxsplit=1)[1]
+    shutil.copy(wav, folder / "clip.wav")
+    (folder / "broken.flac").write_bytes(b"fLaC broken")
+    result = subprocess.run(["./transcribe.sh", "--out_dir", str(tmp_path / "out"), "--max_new_tokens", "40",
+                             str(folder)], cwd=recipe, capture_output=True, text=True, check=False)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"{folder / 'broken.flac'}" in result.stderr and "1 file(s) failed" in result.stderr
+    data = json.loads((tmp_path / "out" / "clip.json").read_text(encoding="utf-8"))
+    assert data["route"] == "threshold" and len(data["segments"]) == 1
+    assert sorted(data["segments"][0]["adapter_weights"]) == ["hi", "it"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.json", "clip.srt", "clip.txt", "clip.vtt"]

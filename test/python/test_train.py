@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -326,3 +327,75 @@ def test_labels_begin_with_a_token_whisper_may_emit_first(whisper_base_dir: Path
             assert tokenizer.decode(tokens).strip() == text
     # Where the space merges with the first letter, the label keeps it, as Whisper's transcripts do.
     assert tokenizer.decode(label_text_tokens(tokenizer, "Il periodo.")[:1]) == " Il"
+
+
+def test_wandb_tracker_offline(tiny_dir: Path, sets: dict[str, tuple[Path, Path]], tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """--tracker wandb: an offline W&B run under the experiment dir holds the config and the metrics logged."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the default must be offline: no network, no account
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "elsewhere"))  # ignored: the run lives beside the adapter
+    processor = WhisperProcessor.from_pretrained(tiny_dir)
+    seed_everything(1)
+    peft_model = apply_lora(WhisperForConditionalGeneration.from_pretrained(tiny_dir),
+                            LoraSpec(r=4, lora_alpha=8, lora_dropout=0.0))
+    common = {"lang": "hi", "tokenizer": processor.tokenizer, "max_target_positions": 448}
+    train_set = load_dataset(sets["train4"][0], feats_scp=sets["train4"][1], **common)
+    dev_set = load_dataset(sets["dev"][0], feats_scp=sets["dev"][1], **common)
+    cfg = TrainConfig(batch_size=2, lr=1e-2, warmup_steps=1, max_steps=4, eval_every=2, save_every=2)
+    out = tmp_path / "exp"
+    state = Trainer(peft_model, processor.tokenizer, train_set, dev_set, cfg, out, lang="hi",
+                    device=torch.device("cpu"), seed=1, signature={"test": 1}, meta={"lang": "hi"},
+                    decode_opts=DecodeOptions(max_new_tokens=4), tracker="wandb").run()
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and not (out / "tensorboard").exists()
+    run_id = (out / "wandb_run_id").read_text().strip()
+    assert runs[0].name.endswith(run_id)
+    records = wandb_records(runs[0] / f"run-{run_id}.wandb")
+    history = {}
+    for record in records:
+        if record.WhichOneof("record_type") == "history":
+            items = {item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                     for item in record.history.item}
+            history[items["_step"]] = items
+    assert sorted(history) == [0, 1, 2, 3, 4]
+    assert [history[h["step"]]["train/loss"] for h in state.history] == pytest.approx(
+        [h["loss"] for h in state.history])
+    for result in state.evals:  # steps 0 (the base model), 2 and 4
+        assert history[result["step"]]["dev/wer"] == pytest.approx(result["dev_wer"])
+        assert history[result["step"]]["dev/loss"] == pytest.approx(result["dev_loss"])
+    run = next(record.run for record in records if record.WhichOneof("record_type") == "run")
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    assert config["lang"] == "hi" and config["max_steps"] == 4
+
+
+def wandb_records(path: Path) -> list:  # type: ignore[type-arg]
+    """The protobuf records of a W&B run file: a 7-byte header, then LevelDB-log blocks of 32 KiB
+    (7-byte chunk headers: crc32, length, type 1 full / 2 first / 3 middle / 4 last)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    position, block, chunks, pending = 7, 32768, [], b""
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's tail too short for a header is padding
+            position += block - position % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        chunk = data[position + 7:position + 7 + length]
+        position += 7 + length
+        if kind == 1:
+            chunks.append(chunk)
+        elif kind == 2:
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            chunks.append(pending + chunk)
+        else:
+            break
+    records = []
+    for chunk in chunks:
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(chunk)
+        records.append(record)
+    return records

@@ -34,6 +34,8 @@
 #  12  Report: LID, routing and code-switching tables and plots appended to ${results}
 #  13  Adapter analysis: cosine similarity of the languages' weight deltas (heatmap, dendrogram),
 #      their spectra and effective ranks -> exp/<model>_analysis_<tag>, appended to ${results}
+#  14  Export: the adapters with Hugging Face model cards (stage 8's scores), the LID and the
+#      threshold chosen on dev, checksummed, in exp/<model>_export_<tag> (./transcribe.sh reads it)
 # Presets: --config FILE sources a shell file of option=value lines before the other options
 # (Kaldi's parse_options), e.g. --config conf/preset/large.conf: the larger adapters of README
 # "Levers" (top 2 encoder layers, 960 training sentences, 640 steps; about 23 min per language).
@@ -99,6 +101,7 @@ lora_config=conf/lora/r32_qv_dec.yaml    # peft LoRA: rank, alpha, targets, enco
 train_config=conf/train/default.yaml     # Optimiser, steps, batching, evaluation, early stopping.
 adapter_tag=""         # exp/<model>_lora_<lang>_<tag>; default: lora config name [+ _train config name].
 seed=1                 # Seed of the training runs.
+tracker=tensorboard    # Stage 6 (Whisper) experiment tracking: tensorboard, wandb (offline: `wandb sync` later), none.
 owsm_model=tiny        # owsm: Hub name (espnet/owsm_v3.1_ebf_base, HF_HUB_OFFLINE=0 or a HF cache in
                        # --owsm_cache), a pack zip (espnet2.bin.pack s2t), or tiny (trained in stage 5).
 owsm_cache=""          # owsm: espnet_model_zoo cache dir (default: ${expdir}/owsm_cache).
@@ -133,6 +136,7 @@ route_top_k=2          # Stage 10: adapters mixed by threshold routing when max 
 cs_kinds="inter rapid" # Stage 11: code-switched sets (inter: 2 sentences; rapid: 4 short ones alternating).
 cs_utts=16             # Stage 11: utterances per code-switched set.
 families=conf/families.yaml  # Stage 13: language -> family (adapter similarity within vs across families).
+export_licences=conf/export/data_licences.yaml  # Stage 14: the training data's licence per corpus (model cards).
 
 . utils/parse_options.sh
 
@@ -194,9 +198,10 @@ other_synth=()
 config_fields=$(quietly "${expdir}/log/check_configs.log" python3 -m espnet_adapters.bin.check_configs \
     --lora_config "${lora_config}" --train_config "${train_config}" --decode_config "${decode_config}" \
     --lid_config "${lid_config}" ${augment_config:+--augment_config "${augment_config}"} "${other_synth[@]}" \
-    --families "${families}" \
+    --families "${families}" --licences "${export_licences}" --corpus "${corpus}" \
     --lora_fields where encoder_top "${model_checks[@]}")
 other_langs=$(config_field other_langs)
+case ${tracker} in tensorboard|wandb|none) ;; *) log "Error: --tracker ${tracker}: tensorboard, wandb or none"; exit 2 ;; esac
 for _backend in "decode_backend=${decode_backend}" "cache_backend=${cache_backend}"; do
     if [ "${_backend#*=}" != hf ] && [ "${_backend#*=}" != ct2 ]; then
         log "Error: --${_backend%%=*} ${_backend#*=}: hf or ct2"
@@ -433,6 +438,10 @@ fi
 
 if multilingual_stage 13 "the adapter analysis"; then
     stage13
+fi
+
+if run_stage 14; then
+    stage14
 fi
 
 timing_report

@@ -17,7 +17,7 @@
 #                   own config.yaml, espnet2.bin.s2t_train from the base weights (only LoRA
 #                   trains; checked), the best adapter-only checkpoint -> <exp>/adapter/adapter.pth
 #   decode_set      stage 7: Speech2Text in-process, base + adapter attached, --inference_nj jobs
-#   stage9-stage12  skipped: language ID and routing are Whisper-only so far
+#   stage9-stage14  skipped: language ID, routing, analysis and export are Whisper-only so far
 
 # s2t_data_args SPLIT DIR: ESPnet's --SPLIT_data_path_and_name_and_type options for an S2T dir,
 # one word a line (read them with mapfile).
@@ -229,3 +229,4 @@ stage10() { skip_stage 10 "routing is Whisper-only (--model_family owsm)"; }
 stage11() { skip_stage 11 "code-switching is Whisper-only (--model_family owsm)"; }
 stage12() { skip_stage 12 "the LID, routing and code-switching report is Whisper-only (--model_family owsm)"; }
 stage13() { skip_stage 13 "the adapter analysis is Whisper-only (--model_family owsm)"; }
+stage14() { skip_stage 14 "the adapter export (model cards, transcribe) is Whisper-only (--model_family owsm)"; }

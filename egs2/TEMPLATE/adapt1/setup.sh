@@ -2,7 +2,8 @@
 # Create a new recipe directory that shares the repository's stage script and files,
 # as ESPnet's egs2/TEMPLATE/*/setup.sh does:
 #   egs2/TEMPLATE/adapt1/setup.sh egs2/bengali/adapt1 bn
-# The new recipe gets symlinks to adapt.sh, path.sh, cmd.sh, db.sh, conf/, local/, utils/ and a
+# The new recipe gets symlinks to adapt.sh, path.sh, cmd.sh, db.sh, conf/, local/, utils/,
+# transcribe.sh, demo.sh and a
 # run.sh for the given languages.  A new language also needs local/sentences/<lang>.txt
 # and a voice in conf/synth.yaml (or a real corpus).
 set -euo pipefail
@@ -29,7 +30,7 @@ mkdir -p "${dir}"
 dir=$(cd "${dir}" && pwd)
 link() { ln -sfn "$(realpath --relative-to="${dir}" "$1")" "${dir}/$2"; }
 link "${template}/adapt.sh" adapt.sh
-for f in path.sh cmd.sh db.sh conf local utils; do
+for f in path.sh cmd.sh db.sh conf local utils transcribe.sh demo.sh; do
     link "${main_root}/${f}" "${f}"
 done
 cat > "${dir}/run.sh" <<RUN

@@ -16,6 +16,8 @@
 #   decode_set      stage 7: one decode dir (whisper_decode; --decode_backend ct2: of an export,
 #                   export_ct2)
 #   stage9-stage12  LID, routing, code-switching, their report (two or more --langs)
+#   stage13         adapter analysis (two or more --langs)
+#   stage14         export: the adapters with model cards, the LID and tau -> ${export_exp}
 
 # model_check_args: every language of the recipe must have a language token in --whisper_model.
 model_check_args() {
@@ -47,6 +49,7 @@ family_init() {
     lid_exp=${expdir}/${model_tag}_lid_$(basename "${lid_config}" .yaml)
     route_exp=${expdir}/${model_tag}_routing_${route_tag}
     analysis_exp=${expdir}/${model_tag}_analysis_${route_tag}
+    export_exp=${expdir}/${model_tag}_export_${route_tag}
 }
 
 stage4() {
@@ -162,7 +165,7 @@ train_cell() {
     printf '%q ' "${launcher[@]}" python3 -m espnet_adapters.bin.train_lora --lang "${lang}" "${data_opts[@]}" \
         --whisper_model "${whisper_model}" --lora_config "${config}" \
         --train_config "${train_config}" --out_dir "${dir}" --ngpu "${ngpu}" --num_nodes "${num_nodes}" \
-        --num_threads "${train_num_threads}" --seed "${seed}" "${search[@]}" > "${script}"
+        --num_threads "${train_num_threads}" --seed "${seed}" --tracker "${tracker}" "${search[@]}" > "${script}"
 }
 
 # cell_finished DIR LOG: true when the cell of DIR finished (its job's LOG ends with code 0);
@@ -432,3 +435,47 @@ stage13() {
     log "  $(grep -m1 '^Pairs, most similar first' "${analysis_exp}/analysis.md")"
     write_results
 }
+
+# stage14: the adapters of the routed preset, each with a Hugging Face model card from stages 7-8's
+# scores, plus the LID and the threshold chosen on dev, in one folder ${export_exp} that
+# ./transcribe.sh and the demo read (espnet_adapters.publish).  A language without an adapter
+# (the base model was better on dev) is left out and said so.
+stage14() {
+    local lang adapter opts=() inputs=() sig
+    log "Stage 14: export the adapters with model cards -> ${export_exp}"
+    for lang in ${langs}; do
+        adapter=$(adapter_exp "${lang}" "${route_tag}")/adapter
+        if [ ! -f "${adapter}/adapter_config.json" ]; then
+            log "  ${lang}: no adapter $(dirname "${adapter}")/adapter (not trained, or the base model was better on dev): not exported"
+            continue
+        fi
+        opts+=(--adapter "${lang}=${adapter}")
+        inputs+=("${adapter}"/* "$(dirname "${adapter}")/train_stats.json" \
+                 "$(dirname "${adapter}")"/decode_"${lang}"_*/score/scores.json)
+    done
+    if [ ${#opts[@]} -eq 0 ]; then
+        skip_stage 14 "no adapter to export"
+        return 0
+    fi
+    if multilingual && [ -f "${lid_exp}/.done" ]; then
+        opts+=(--lid_dir "${lid_exp}")
+        inputs+=("${lid_exp}/lid_model.safetensors")
+    fi
+    if [ -f "${route_exp}/tau_selection.json" ]; then
+        opts+=(--routing_dir "${route_exp}" --top_k "${route_top_k}")
+        inputs+=("${route_exp}/tau_selection.json")
+    fi
+    inputs+=("${expdir}/${model_tag}"/decode_*/score/scores.json "${export_licences}")
+    search_opts
+    sig="model=${whisper_model} corpus=${corpus} ${opts[*]} ${search_sig} $(checksum "${inputs[@]}")"
+    if ! up_to_date "${export_exp}" "${export_exp}" "${sig}"; then
+        mkdir -p "$(dirname "${export_exp}")" "${expdir}/log"
+        ${train_cmd} "${expdir}/log/export_adapters.log" \
+            python3 -m espnet_adapters.bin.export_adapters --exp_dir "${expdir}" --out_dir "${export_exp}" \
+                --whisper_model "${whisper_model}" --corpus "${corpus}" --licences "${export_licences}" \
+                "${search[@]}" "${opts[@]}"
+        mark_done "${export_exp}" "${sig}"
+    fi
+    log "  $(grep -c '^| [a-z]' "${export_exp}/README.md") scored rows; use: ./transcribe.sh --adapters ${export_exp} FILE..."
+}
+
