@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 from espnet_adapters.publish.export import export_adapters
+from espnet_adapters.data.families import read_families
 from espnet_adapters.routing.decode import load_adapter_dirs, parse_adapter_arg
 from espnet_adapters.utils.cli import make_parser, run_main
 from espnet_adapters.whisper.decode import add_search_arguments, decode_options
@@ -45,6 +46,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--routing_dir", type=Path, default=None,
                         help="Stage 10's routing dir: its tau_selection.json gives transcribe's default tau.")
     parser.add_argument("--top_k", type=int, default=2, help="Adapters mixed by threshold routing below tau.")
+    parser.add_argument("--families", type=Path, default=None,
+                        help="conf/families.yaml: the adapters' families, for hierarchical routing (languages "
+                             "without one are left out; transcribe --route hierarchical then refuses).")
     parser.add_argument("--whisper_model", default="whisper-base", help="The base model the adapters were trained on.")
     parser.add_argument("--corpus", required=True, help="The recipe's --corpus (the cards' training data).")
     parser.add_argument("--licences", type=Path, default=Path("conf/export/data_licences.yaml"),
@@ -57,10 +61,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     """Export, then log what was written."""
+    adapters = load_adapter_dirs(args.adapter)
     manifest = export_adapters(
-        load_adapter_dirs(args.adapter), args.exp_dir, args.out_dir, whisper_model=args.whisper_model,
+        adapters, args.exp_dir, args.out_dir, whisper_model=args.whisper_model,
         corpus=args.corpus, licences=args.licences, decode_options=decode_options(args, "forced"),
-        lid_dir=args.lid_dir, routing_dir=args.routing_dir, top_k=args.top_k, data_config_dir=args.data_config_dir)
+        lid_dir=args.lid_dir, routing_dir=args.routing_dir, top_k=args.top_k, data_config_dir=args.data_config_dir,
+        families=None if args.families is None else read_families(args.families))
     logger.info("exported %s to %s (LID: %s, tau: %s)", " ".join(manifest["adapters"]), args.out_dir,
                 "yes" if manifest["lid"] else "no", (manifest["routing"] or {}).get("tau"))
 

@@ -9,6 +9,9 @@ per-utterance adapter weights (espnet_adapters.whisper.routing):
   hard       the argmax language's adapter
   soft       all adapters, their LoRA deltas mixed by the posteriors
   threshold  hard if max p >= --tau, else the --top_k posteriors renormalised (soft)
+  hierarchical  the language family first (--families), then the language within it:
+             hard when both the family's and the language's share of it reach --tau,
+             the family's languages mixed when only the family does, all mixed otherwise
   base       no adapter; Whisper detects the language itself
 
 The decoder's language token is the adapter language of largest weight (the
@@ -48,6 +51,7 @@ import torch
 
 from espnet_adapters.decode_io import write_decode_outputs
 from espnet_adapters.routing.decode import (
+    adapter_families,
     batch_key,
     check_route_options,
     decode_routed,
@@ -87,6 +91,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--posteriors", type=Path, default=None, help="LID posteriors (not for oracle and base).")
     parser.add_argument("--tau", type=float, default=0.5, help="threshold: max posterior for hard routing.")
     parser.add_argument("--top_k", type=int, default=2, help="threshold: adapters mixed below --tau.")
+    parser.add_argument("--families", type=Path, default=Path("conf/families.yaml"),
+                        help="hierarchical: language -> family (conf/families.yaml).")
     add_search_arguments(parser)
     return parser
 
@@ -113,7 +119,8 @@ def run(args: argparse.Namespace) -> None:
         cache = open_cache(args.encoder_cache, args.whisper_model, utts, list(adapters.values()), args.feats_scp)
     posteriors = strategy_posteriors(args.strategy, utts, languages, utt2lang=args.data_dir / "utt2lang",
                                      posteriors=args.posteriors)
-    rows = route(posteriors, args.strategy, args.tau, args.top_k)
+    families = adapter_families(args.families, languages) if args.strategy == "hierarchical" else None
+    rows = route(posteriors, args.strategy, args.tau, args.top_k, families)
     weights = dict(zip(utts, rows))
     routed_lang = dict(zip(utts, routed_languages(rows, languages)))
     keys = {utt: batch_key(row, languages) for utt, row in weights.items()}
@@ -130,7 +137,7 @@ def run(args: argparse.Namespace) -> None:
         "ms_per_utterance": round(1000 * wall / len(hyps), 2) if hyps else None,
         "rtf": round(wall / audio_seconds, 4) if audio_seconds else None,
         "strategy": args.strategy,
-        "tau": args.tau if args.strategy == "threshold" else None,
+        "tau": args.tau if args.strategy in ("threshold", "hierarchical") else None,
         "top_k": args.top_k if args.strategy == "threshold" else None,
         "routed": routed_counts(keys, list(adapters)),
         "routing_accuracy": routing_accuracy(args.data_dir / "utt2lang", hyps),

@@ -18,8 +18,9 @@ on dev and the decoding options; or --adapter LANG=DIR (repeated) with --lid_dir
 Routing per window (espnet_adapters.whisper.routing): --route hard (the LID's
 argmax language's adapter), soft (all adapters, their LoRA deltas mixed by the
 LID posteriors), threshold (hard when the top posterior >= --tau, else the top_k
-mixed; default tau: the export's, chosen on dev), base (no adapter, Whisper's own
-language detection); --lang X forces X's adapter (no LID needed).
+mixed; default tau: the export's, chosen on dev), hierarchical (the language family
+first, then the language within it; the export's families), base (no adapter,
+Whisper's own language detection); --lang X forces X's adapter (no LID needed).
 
 Writes, per input, OUT_DIR/NAME.{txt,json,srt,vtt} (--formats; NAME: the file's
 stem, or its path below a folder given as input), each atomically; the JSON has

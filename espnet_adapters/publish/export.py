@@ -4,7 +4,8 @@ Layout of an export (``EXPORT_FORMAT``)::
 
     <out>/manifest.json        format, the base model (name, hub id, sha256 of config + weights),
                                per language the adapter's files and their sha256, the LID's,
-                               the routing threshold chosen on dev, the decoding options
+                               the routing threshold chosen on dev, the languages' families
+                               (hierarchical routing), the decoding options
     <out>/<lang>/              peft's adapter_config.json (base_model_name_or_path: the hub id),
                                adapter_model.safetensors, lora_meta.json, README.md (model card)
     <out>/lid/                 the LID (lid.json, lid_model.safetensors), when the run has one
@@ -56,6 +57,7 @@ class Export:
     tau: float | None
     top_k: int | None
     decode_config: Path | None
+    families: dict[str, str] | None  # language -> family, for hierarchical routing
 
 
 def hub_base_model(whisper_model: str) -> str:
@@ -101,7 +103,7 @@ def _write(path: Path, text: str) -> str:
 def export_adapters(
     adapters: Mapping[str, Path], exp_dir: Path, out_dir: Path, *, whisper_model: str, corpus: str,
     licences: Path, decode_options: DecodeOptions, lid_dir: Path | None = None, routing_dir: Path | None = None,
-    top_k: int = 2, data_config_dir: Path = Path("conf/data"),
+    top_k: int = 2, data_config_dir: Path = Path("conf/data"), families: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Collect ``adapters`` (language -> exp/<name>/adapter) with cards into ``out_dir``; the manifest."""
     entries = find_entries(exp_dir)
@@ -112,7 +114,9 @@ def export_adapters(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     manifest: dict[str, Any] = {"format": EXPORT_FORMAT, "base": base | {"hub_id": hub_id}, "adapters": {},
-                                "lid": None, "routing": None}
+                                "lid": None, "routing": None,
+                                "families": None if families is None else {lang: families[lang] for lang in adapters
+                                                                           if lang in families}}
     index = ["# Adapters", "", f"Base model {hub_id}; decoding options in `{DECODING}` (results of the decoding "
              f"variant '{variant}').", "",
              "| language | adapter | test set | WER | CER | words correct | base WER |", "|---|---|---|---|---|---|---|"]
@@ -180,4 +184,5 @@ def load_export(root: Path) -> Export:
         raise UserInputError(f"{decoding}: its sha256 differs from {path}'s")
     routing = manifest.get("routing") or {}
     return Export(adapters, root / LID_DIR if lid is not None else None, manifest["base"].get("whisper_model"),
-                  routing.get("tau"), routing.get("top_k"), decoding if decoding.is_file() else None)
+                  routing.get("tau"), routing.get("top_k"), decoding if decoding.is_file() else None,
+                  manifest.get("families"))

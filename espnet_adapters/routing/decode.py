@@ -23,7 +23,9 @@ from peft import PeftModel
 from tqdm import tqdm
 from transformers import WhisperProcessor
 
+from espnet_adapters.data.families import read_families
 from espnet_adapters.data.kaldi import read_map, read_map_lines
+from espnet_adapters.routing.posteriors import no_adapter_error, read_posteriors
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.whisper.decode import DecodeOptions, Hypothesis, decode_features, detect_languages, iter_batches
 from espnet_adapters.whisper.encoder_cache import EncoderCache
@@ -56,8 +58,10 @@ def check_route_options(
     strategy: str, posteriors: Path | None, tau: float, top_k: int, languages: Sequence[str]
 ) -> None:
     """The strategy's options, before anything is loaded."""
-    if strategy in ("hard", "soft", "threshold") and posteriors is None:
+    if strategy in ("hard", "soft", "threshold", "hierarchical") and posteriors is None:
         raise UserInputError(f"--strategy {strategy} needs --posteriors (from the LID stage)")
+    if strategy == "hierarchical" and not 0.0 <= tau <= 1.0:
+        raise UserInputError(f"--tau {tau}: a posterior threshold, in [0, 1]")
     if strategy == "threshold":
         if not 0.0 <= tau <= 1.0:
             raise UserInputError(f"--tau {tau}: a posterior threshold, in [0, 1]")
@@ -65,44 +69,13 @@ def check_route_options(
             raise UserInputError(f"--top_k {top_k}: must be in 1..{len(languages)} (the number of adapters)")
 
 
-def _no_adapter(where: str, utt: str, lang: str, languages: Sequence[str]) -> UserInputError:
-    given = ", ".join(languages)
-    return UserInputError(f"{where}: {utt}: no adapter for language {lang!r} (--adapter given for {given})")
-
-
-def _probability(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if 0.0 <= value <= 1.0 else None  # also refuses nan
-
-
-def read_posteriors(path: Path, utts: Sequence[str], languages: Sequence[str]) -> torch.Tensor:
-    """(len(utts), len(languages)) posteriors from ``utt lang:p lang:p ...`` lines; absent languages are 0."""
-    lines = read_map_lines(path)
-    missing = [utt for utt in utts if utt not in lines]
+def adapter_families(path: Path, languages: Sequence[str]) -> list[str]:
+    """The family of each adapter language from ``path`` (conf/families.yaml); a language without one is an error."""
+    families = read_families(path)
+    missing = [lang for lang in languages if lang not in families]
     if missing:
-        raise UserInputError(f"{path}: no posteriors for {len(missing)} utterance(s), e.g. {missing[0]}")
-    column = {lang: k for k, lang in enumerate(languages)}
-    matrix = torch.zeros(len(utts), len(languages))
-    for row, utt in enumerate(utts):
-        number, value = lines[utt]
-        where, seen = f"{path}:{number}", set()
-        for field in value.split():
-            lang, _, text = field.partition(":")
-            probability = _probability(text)
-            if probability is None:
-                raise UserInputError(f"{where}: {utt}: expected lang:probability in [0, 1], got {field!r}")
-            if lang not in column:
-                raise _no_adapter(where, utt, lang, languages)
-            if lang in seen:
-                raise UserInputError(f"{where}: {utt}: language {lang} given twice")
-            seen.add(lang)
-            matrix[row, column[lang]] = probability
-        if not matrix[row].any():
-            raise UserInputError(f"{where}: {utt}: all posteriors are 0")
-    return matrix
+        raise UserInputError(f"{path}: no family for {', '.join(missing)} (hierarchical routing needs one per adapter)")
+    return [families[lang] for lang in languages]
 
 
 def read_truth(utt2lang: Path, utts: Sequence[str], languages: Sequence[str]) -> torch.Tensor:
@@ -116,7 +89,7 @@ def read_truth(utt2lang: Path, utts: Sequence[str], languages: Sequence[str]) ->
             raise UserInputError(f"{utt2lang}: no language for utterance {utt}")
         number, lang = lines[utt]
         if lang not in languages:
-            raise _no_adapter(f"{utt2lang}:{number}", utt, lang, languages)
+            raise no_adapter_error(f"{utt2lang}:{number}", utt, lang, languages)
         matrix[row, languages.index(lang)] = 1.0
     return matrix
 

@@ -12,7 +12,8 @@ WER gap to oracle; decode ms per utterance; LID ms per utterance (eval_lid's
 timing.json; none for oracle; for base Whisper's detection runs inside the
 timed decode, so it is not added again); overhead = decode + LID ms - oracle
 decode ms.  A strategy dir that does not exist is skipped with a warning;
-without oracle the gap, overhead and target columns say n/a.
+without oracle the gap, overhead and target columns say n/a.  With threshold
+routing, the strategies on the uncertain subset (:mod:`.uncertain`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from espnet_adapters.routing.results import (
     BASE, NUMBER, ORACLE, THRESHOLD, StrategyResult, json_number, load_strategy, read_json,
 )
 from espnet_adapters.routing.tau import TAU_SELECTION, TauSelection, load_tau_selection
+from espnet_adapters.routing.uncertain import render_uncertain
 from espnet_adapters.scoring.results import json_field, pct
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.fileio import atomic_write
@@ -312,6 +314,9 @@ def write_report(
     lines = render_lid(eval_dir, link_dir) + render_routing(
         results, langs, selection, timing, routing_dir=routing_dir, lid_dir=lid_dir, lid_timing_key=lid_timing_key,
         targets=targets, png_link=_link(out_png, link_dir))
+    if selection is not None:
+        lines += render_uncertain(routing_dir, [result.name for result in results], eval_dir / "posteriors", langs,
+                                  selection.chosen)
     plot_routing(results, langs, out_png)
     with atomic_write(out_md) as out:
         out.write("\n".join(lines))

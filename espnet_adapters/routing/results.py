@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 # espnet_adapters.whisper.routing.STRATEGIES, not imported: that module pulls in
 # torch and peft (about 10 s) for a report that only reads text files.
-STRATEGIES = ("oracle", "hard", "soft", "threshold", "base")
+STRATEGIES = ("oracle", "hard", "soft", "threshold", "hierarchical", "base")
 ORACLE, BASE, THRESHOLD = "oracle", "base", "threshold"
 NUMBER = (int, float)
 

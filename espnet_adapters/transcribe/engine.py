@@ -8,7 +8,8 @@ a routing strategy turns the window's posteriors into adapter weights
 (:func:`espnet_adapters.whisper.routing.route`); the window is decoded under
 those weights, in the language of the largest weight, with the recipe's
 decoding rules (``--decode_config``, whose ``encoder_trim`` the adapters were
-trained with).  ``--lang X`` forces X's adapter; ``--route base`` decodes with
+trained with).  ``--route hierarchical`` needs the export's language families;
+``--lang X`` forces X's adapter; ``--route base`` decodes with
 no adapter and Whisper's own language detection.
 """
 
@@ -41,7 +42,7 @@ from espnet_adapters.whisper.routing import adapter_languages, load_routed_whisp
 
 logger = logging.getLogger(__name__)
 
-ROUTES = ("hard", "soft", "threshold", "base")
+ROUTES = ("hard", "soft", "threshold", "hierarchical", "base")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class RouteOptions:
     lang: str | None = None
     tau: float = 0.5
     top_k: int = 2
+    families: dict[str, str] | None = None  # language -> family (hierarchical)
 
     def __post_init__(self) -> None:
         if self.route not in ROUTES:
@@ -100,6 +102,9 @@ class Transcriber:
     def _check(self, routing: RouteOptions) -> None:
         if routing.lang is not None and routing.lang not in self.adapter_names:
             raise UserInputError(f"--lang {routing.lang}: no adapter for it (adapters: {', '.join(self.adapter_names)})")
+        if routing.lang is None and routing.route == "hierarchical" and (
+                routing.families is None or set(self.adapter_names) - set(routing.families)):
+            raise UserInputError("--route hierarchical needs every adapter's family (an export made with --families)")
         if routing.lang is None and routing.route != "base" and not self.has_lid:
             raise UserInputError(f"--route {routing.route} needs a LID (--lid_dir, or an export with lid/); "
                                  "or force one adapter with --lang, or use --route base")
@@ -129,7 +134,9 @@ class Transcriber:
         if routing.route == "base":
             return torch.zeros(count)
         assert posteriors is not None
-        return route(torch.from_numpy(posteriors).float()[None], routing.route, routing.tau, routing.top_k)[0]
+        families = None if routing.families is None else [routing.families[lang] for lang in self.languages]
+        return route(torch.from_numpy(posteriors).float()[None], routing.route, routing.tau, routing.top_k,
+                     families)[0]
 
     def transcribe(self, path: Path, routing: RouteOptions | None = None) -> Transcript:
         """One recording (any format ``read_audio`` reads, any rate and channels); unreadable: UserInputError.

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from espnet_adapters.publish.export import load_export
-from espnet_adapters.routing.decode import load_adapter_dirs, parse_adapter_arg
+from espnet_adapters.routing.decode import adapter_families, load_adapter_dirs, parse_adapter_arg
 from espnet_adapters.transcribe.engine import ROUTES, RouteOptions, Transcriber, WindowOptions
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.whisper.decode import add_search_arguments, load_decode_options, search_overrides
@@ -20,6 +20,8 @@ def add_transcriber_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", type=parse_adapter_arg, action="append", default=None, metavar="LANG=DIR",
                         help="A language's adapter dir, instead of --adapters; repeat per language.")
     parser.add_argument("--lid_dir", type=Path, default=None, help="The LID (train_lid), with --adapter.")
+    parser.add_argument("--families", type=Path, default=None,
+                        help="With --adapter: conf/families.yaml, for --route hierarchical (an export has them).")
     parser.add_argument("--route", choices=ROUTES, default="threshold", help="How a window's adapters are chosen.")
     parser.add_argument("--lang", default=None, help="Force this language's adapter (no LID).")
     parser.add_argument("--tau", type=float, default=None,
@@ -45,12 +47,13 @@ def transcriber_from_args(args: argparse.Namespace) -> Transcriber:
         export = load_export(args.adapters)
         adapters, lid_dir = export.adapters, export.lid_dir
         whisper_model = args.whisper_model or export.whisper_model or "whisper-base"
-        tau, top_k, config = export.tau, export.top_k, export.decode_config
+        tau, top_k, config, families = export.tau, export.top_k, export.decode_config, export.families
     else:
         adapters, lid_dir = load_adapter_dirs(args.adapter), args.lid_dir
         whisper_model, tau, top_k, config = args.whisper_model or "whisper-base", None, None, DEFAULT_DECODE_CONFIG
+        families = None if args.families is None else dict(zip(adapters, adapter_families(args.families, list(adapters))))
     options = load_decode_options(args.decode_config or config, search_overrides(args))
     routing = RouteOptions(args.route, args.lang, tau=args.tau if args.tau is not None else tau or 0.5,
-                           top_k=args.top_k or top_k or 2)
+                           top_k=args.top_k or top_k or 2, families=families)
     windows = WindowOptions(args.window_seconds, min(args.search_seconds, args.window_seconds / 2))
     return Transcriber(adapters, lid_dir, whisper_model, options, routing, windows, args.ngpu)

@@ -55,7 +55,7 @@ from espnet_adapters.whisper.model import adapter_weight_names, attach_adapter, 
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("oracle", "hard", "soft", "threshold", "base")
+STRATEGIES = ("oracle", "hard", "soft", "threshold", "hierarchical", "base")
 _LORA_WEIGHT = re.compile(r"(.+)\.lora_[AB]\.weight")
 
 
@@ -247,6 +247,20 @@ def _top_k(posteriors: torch.Tensor, top_k: int) -> torch.Tensor:
     return torch.zeros_like(posteriors).scatter(1, indices, values / values.sum(dim=1, keepdim=True))
 
 
+def _hierarchical(probabilities: torch.Tensor, families: Sequence[str], tau: float) -> torch.Tensor:
+    """Family first, then the language within it (see :func:`route`); ``families[k]``: adapter k's family."""
+    names = sorted(set(families))
+    member = torch.tensor([[family == name for family in families] for name in names], dtype=probabilities.dtype)
+    family_mass = probabilities @ member.T  # (B, families)
+    top = family_mass.argmax(dim=1)
+    mass = family_mass.gather(1, top[:, None])  # (B, 1): the top family's probability
+    within = probabilities * member[top] / mass  # the top family's languages, renormalised; others 0
+    family_sure = mass[:, 0] >= tau
+    language_sure = family_sure & (within.max(dim=1).values >= tau)
+    mixed = torch.where(family_sure[:, None], within, probabilities)
+    return torch.where(language_sure[:, None], _one_hot_argmax(within), mixed)
+
+
 def _check_posteriors(posteriors: torch.Tensor, strategy: str, top_k: int) -> None:
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
@@ -260,7 +274,9 @@ def _check_posteriors(posteriors: torch.Tensor, strategy: str, top_k: int) -> No
         raise ValueError(f"top_k must be in 1..{posteriors.shape[1]} (the number of adapters), got {top_k}")
 
 
-def route(posteriors: torch.Tensor, strategy: str, tau: float = 0.5, top_k: int = 2) -> torch.Tensor:
+def route(
+    posteriors: torch.Tensor, strategy: str, tau: float = 0.5, top_k: int = 2, families: Sequence[str] | None = None,
+) -> torch.Tensor:
     """Mixture weights (B, N) from LID posteriors (B, N) over the N adapters.
 
     oracle     the posteriors of a perfect LID are given (one-hot truth) and kept
@@ -268,9 +284,18 @@ def route(posteriors: torch.Tensor, strategy: str, tau: float = 0.5, top_k: int 
     soft       the posteriors, renormalised over the adapters
     threshold  hard where the LID is confident (max p >= tau, after
                renormalising), else the top_k posteriors renormalised
+    hierarchical  language family first (``families``: the family of each
+               adapter, conf/families.yaml), then the language within it: the
+               family's probability F (the sum over its languages) and the
+               language's share of it p/F.  F >= tau and p/F >= tau: the top
+               family's top language alone (not always hard's choice: a family
+               of two 0.3 languages beats one of 0.4); F >= tau only: the family's languages mixed by
+               p/F, the others 0; F < tau: all adapters mixed by p (soft)
     base       zeros: no adapter (the base model's output exactly)
     """
     _check_posteriors(posteriors, strategy, top_k)
+    if strategy == "hierarchical" and (families is None or len(families) != posteriors.shape[1]):
+        raise ValueError(f"hierarchical routing needs one family per adapter ({posteriors.shape[1]}), got {families}")
     if strategy == "base":
         return torch.zeros_like(posteriors)
     if strategy == "oracle":
@@ -282,6 +307,9 @@ def route(posteriors: torch.Tensor, strategy: str, tau: float = 0.5, top_k: int 
         return _one_hot_argmax(probabilities)
     if strategy == "soft":
         return probabilities
+    if strategy == "hierarchical":
+        assert families is not None
+        return _hierarchical(probabilities, families, tau)
     confident = probabilities.max(dim=1).values >= tau
     return torch.where(confident[:, None], _one_hot_argmax(probabilities), _top_k(probabilities, top_k))
 

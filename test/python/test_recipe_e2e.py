@@ -224,7 +224,7 @@ def test_lid_routing_and_codeswitching(recipe: Path) -> None:
     assert tau["chosen"] == min(candidates, key=lambda value: (candidates[value], -value))
     test_utts = sorted(line.split()[0] for lang in ("hi", "it")
                        for line in (recipe / "dump" / "raw" / f"{lang}_test" / "text").read_text().splitlines())
-    for strategy in ("oracle", "hard", "soft", "threshold", "base"):
+    for strategy in ("oracle", "hard", "soft", "threshold", "hierarchical", "base"):
         hyp = (routing / strategy / "hyp").read_text(encoding="utf-8").splitlines()
         assert sorted(line.split()[0] for line in hyp) == test_utts  # the pooled test set, both languages
         scores = json.loads((routing / strategy / "score" / "scores.json").read_text())

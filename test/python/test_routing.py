@@ -188,6 +188,32 @@ def test_threshold_at_the_edges_of_tau(tau: float, hard: list[bool]) -> None:
     assert torch.equal(route(posteriors, "threshold", tau=1.0, top_k=1), route(posteriors, "hard"))
 
 
+def test_hierarchical_routing() -> None:
+    """Family first, then the language: one adapter when both are certain, the family mixed when only it is, all
+    mixed when not even the family is; every row sums to 1; with a family per language it is hard routing
+    where the top language is certain."""
+    families = ["Indo-Aryan", "Romance", "Indo-Aryan"]  # hi, it, pa
+    posteriors = torch.tensor([
+        [0.05, 0.9, 0.05],   # Romance 0.9, it 1.0 of it: hard
+        [0.9, 0.05, 0.05],   # Indo-Aryan 0.95, hi 0.947 of it: hard
+        [0.5, 0.1, 0.4],     # Indo-Aryan 0.9 certain, hi 0.56 of it not: hi and pa mixed, it 0
+        [0.35, 0.4, 0.25],   # Indo-Aryan 0.6, not certain: all mixed (soft)
+    ])
+    weights = route(posteriors, "hierarchical", tau=0.8, families=families)
+    assert torch.equal(weights[:2], route(posteriors[:2], "hard"))
+    torch.testing.assert_close(weights[2], torch.tensor([0.5 / 0.9, 0.0, 0.4 / 0.9]))
+    torch.testing.assert_close(weights[3], posteriors[3])
+    torch.testing.assert_close(weights.sum(1), torch.ones(4))
+    # tau 0: always certain: the top family's top language, which is not always hard routing's choice
+    # (row 3: Indo-Aryan 0.6 beats Romance 0.4, so hi 0.35 wins over it 0.4)
+    certain = route(posteriors, "hierarchical", tau=0.0, families=families)
+    assert torch.equal(certain[:3], route(posteriors[:3], "hard")) and certain[3].tolist() == [1.0, 0.0, 0.0]
+    assert torch.equal(route(posteriors, "hierarchical", tau=0.8, families=["a", "b", "c"])[:2],
+                       route(posteriors[:2], "hard"))
+    with pytest.raises(ValueError, match="one family per adapter"):
+        route(posteriors, "hierarchical", families=["a", "b"])
+
+
 @pytest.mark.parametrize(
     ("posteriors", "strategy", "message"),
     [
@@ -260,6 +286,22 @@ def test_route_decode_threshold_end_to_end(setup: dict[str, Path], data: Path) -
     assert stats["strategy"] == "threshold" and stats["tau"] == 0.6 and stats["top_k"] == 2
     assert stats["routed"] == {"one_adapter": 2, "mixture": 2, "no_adapter": 0}
     assert stats["routing_accuracy"] == 0.75 and stats["utterances"] == 4 and stats["ms_per_utterance"] > 0
+
+
+def test_route_decode_hierarchical(setup: dict[str, Path], data: Path) -> None:
+    families = data.parent / "families.yaml"
+    families.write_text("hi: Indo-Aryan\nte: Dravidian\nit: Romance\n")
+    out = data.parent / "hierarchical"
+    args = _args(setup, data, out, "hierarchical", "--tau", "0.6", "--families", str(families),
+                 "--feats_scp", str(setup["scp"]))
+    assert route_decode.main(args) == 0
+    routing = {utt: value.split() for utt, value in read_map(out / "routing").items()}
+    assert routing["utt0"] == ["hi", "hi:1", "it:0", "te:0"]
+    assert routing["utt1"] == ["it", "hi:0.1", "it:0.5", "te:0.4"]  # no family reaches 0.6: all mixed
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["strategy"] == "hierarchical" and stats["tau"] == 0.6
+    families.write_text("hi: Indo-Aryan\nit: Romance\n")
+    assert route_decode.main([*args[:-2], "--out_dir", str(out)]) == 1  # te has no family
 
 
 def test_route_decode_oracle_and_base_match_plain_decoding(setup: dict[str, Path], data: Path) -> None:

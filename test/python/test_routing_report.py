@@ -235,3 +235,29 @@ def test_no_strategy_found_is_an_error(exp: Path, caplog: pytest.LogCaptureFixtu
     ]) == 1
     assert f"{exp / 'exp/nowhere'}: none of the strategies" in caplog.text
     assert not (exp / "r.md").exists()
+
+
+def test_uncertain_subset_table(exp: Path) -> None:
+    """u1 and u3 are below the chosen tau 0.7: the table's rates are those two utterances' counts."""
+    from espnet_adapters.scoring.per_utt import COLUMNS
+
+    eval_dir = exp / "exp" / "m_lid_t" / "eval_test"
+    write_map(eval_dir / "posteriors", {"u1": "hi:0.6 it:0.4", "u2": "hi:0.9 it:0.1", "u3": "hi:0.45 it:0.55",
+                                        "u4": "hi:0.2 it:0.8"})
+    # word errors per utterance (10 words, 40 characters each; char errors = 2 x word errors)
+    errors = {"oracle": (1, 1, 1, 1), "hard": (4, 0, 6, 1), "soft": (2, 0, 3, 1), "threshold": (2, 0, 3, 1)}
+    for name, per_utt in errors.items():
+        rows = ["\t".join(COLUMNS)]
+        for utt, err in zip(TRUTH, per_utt):
+            rows.append("\t".join(map(str, (utt, 10, 10 - err, err, 0, 0, err, 40, 40 - 2 * err, 2 * err, 0, 0,
+                                             2 * err))))
+        (exp / "exp" / "routing_t" / name / "score" / "per_utt.tsv").write_text("\n".join(rows) + "\n")
+    assert _run(exp) == 0
+    markdown = (exp / "report" / "routing.md").read_text(encoding="utf-8")
+    assert "2 of 4 test utterances" in markdown
+    rows = table(markdown, "|strategy|WER|Δ WER")
+    assert list(rows) == ["oracle", "hard", "soft", "threshold"]  # base has no per_utt.tsv here
+    assert column(rows, "WER") == ["10.0", "50.0", "25.0", "25.0"]  # (1+1)/20, (4+6)/20, (2+3)/20
+    assert rows["hard"]["Δ WER vs hard [95% CI]"] == "–"
+    assert rows["soft"]["Δ WER vs hard [95% CI]"].startswith("-25.0 [")
+    assert rows["soft"]["CER"] == "12.5"  # 2 x (2+3) character errors of 80

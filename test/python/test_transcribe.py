@@ -214,7 +214,7 @@ def test_export_cards_and_transcribe_from_the_export(models: dict[str, Path], in
     out = tmp_path / "export"
     args = ["--exp_dir", str(exp), "--out_dir", str(out), "--whisper_model", str(models["tiny"]), "--corpus", "synth",
             "--licences", str(REPO / "conf/export/data_licences.yaml"), "--decode_config", str(decoding),
-            "--lid_dir", str(models["lid"]), "--routing_dir", str(routing),
+            "--lid_dir", str(models["lid"]), "--routing_dir", str(routing), "--families", str(REPO / "conf/families.yaml"),
             *(arg for lang in LANGS for arg in ("--adapter", f"{lang}={models[lang]}"))]
     assert export_adapters.main(args) == 0
     for lang in LANGS:
@@ -234,6 +234,7 @@ def test_export_cards_and_transcribe_from_the_export(models: dict[str, Path], in
     assert yaml.safe_load((out / "decoding.yaml").read_text())["max_new_tokens"] == 4
     loaded = load_export(out)
     assert sorted(loaded.adapters) == list(LANGS) and loaded.tau == 0.9 and loaded.lid_dir == out / "lid"
+    assert loaded.families == {"hi": "Indo-Aryan", "it": "Romance"}
 
     # transcribe from the export: its tau and decoding options, the LID shipped with it
     got = tmp_path / "got"
@@ -247,6 +248,12 @@ def test_export_cards_and_transcribe_from_the_export(models: dict[str, Path], in
         assert sorted(weights.values()) == [0.0, 1.0]
     else:  # below tau: both adapters mixed by their posteriors
         assert weights == pytest.approx(probabilities, abs=2e-4)
+
+    # hierarchical routing with the export's families: weights of one family, summing to 1
+    assert transcribe.main(["--adapters", str(out), "--whisper_model", str(models["tiny"]), "--out_dir", str(got),
+                            "--formats", "json", "--route", "hierarchical", str(inputs / "good.wav")]) == 0
+    segment = json.loads((got / "good.json").read_text())["segments"][0]
+    assert sum(segment["adapter_weights"].values()) == pytest.approx(1.0, abs=1e-3)
 
     # an edited export is refused, naming the file
     shutil.copy(out / "hi" / "README.md", out / "it" / "adapter_model.safetensors")

@@ -28,7 +28,8 @@
 #   9  Language ID: a classifier on the frozen encoder's cached outputs (train sets, selected
 #      on dev), evaluated on dev and the pooled test sets with Whisper's own LID as baseline
 #  10  Routing: the pooled test sets of all languages decoded with oracle / hard / soft /
-#      threshold (tau chosen on dev) / base routing of the language adapters
+#      threshold (tau chosen on dev) / hierarchical (family, then language; --families) / base
+#      routing of the language adapters
 #  11  Code-switching: synthetic inter-sentential and rapid-switching utterances built from
 #      the test sets, routed segment by segment (sliding-window LID over the encoder frames)
 #  12  Report: LID, routing and code-switching tables and plots appended to ${results}
@@ -130,12 +131,13 @@ results=RESULTS.md     # Results table rewritten by stage 8.
 # Language ID and routing (stages 9-11: recipes with two or more --langs)
 lid_config=conf/lid/mlp_mean.yaml  # Stage 9: LID model (pooling, classifier) and its training.
 lid_crops="1 2 3"      # Stage 9: also LID accuracy on the first N seconds of each test utterance.
-route_strategies="oracle hard soft threshold base"  # Stage 10: routing strategies decoded.
+route_strategies="oracle hard soft threshold hierarchical base"  # Stage 10: routing strategies decoded.
 route_taus="0.5 0.7 0.9"  # Stage 10: threshold candidates; the one with the best dev WER is used on test.
 route_top_k=2          # Stage 10: adapters mixed by threshold routing when max p < tau.
 cs_kinds="inter rapid" # Stage 11: code-switched sets (inter: 2 sentences; rapid: 4 short ones alternating).
 cs_utts=16             # Stage 11: utterances per code-switched set.
-families=conf/families.yaml  # Stage 13: language -> family (adapter similarity within vs across families).
+families=conf/families.yaml  # Stages 10 and 13: language -> family (hierarchical routing; adapter similarity
+                             # within vs across families).
 export_licences=conf/export/data_licences.yaml  # Stage 14: the training data's licence per corpus (model cards).
 
 . utils/parse_options.sh

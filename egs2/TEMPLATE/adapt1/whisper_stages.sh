@@ -327,6 +327,7 @@ route_pooled() {
     local dir=$1 split=$2 posteriors=$3 lang sig
     shift 3
     sig="$* $(checksum "${adapter_models[@]}" ${posteriors:+"${posteriors}"})"
+    [[ " $* " != *" --families "* ]] || sig+=" families=$(checksum "${families}")"
     for lang in ${langs}; do
         run_decode "${dir}/${lang}_${split}" "${lang}_${split}" "${sig}" route_decode \
             "${adapter_opts[@]}" ${posteriors:+--posteriors "${posteriors}"} "$@"
@@ -360,6 +361,8 @@ stage10() {
         case "${strategy}" in
             oracle|base) posteriors="" ;;
             threshold) opts+=(--tau "${tau}" --top_k "${route_top_k}") ;;
+            # threshold's tau chosen on dev (0.5 without threshold routing), families from --families
+            hierarchical) opts+=(--tau "${tau:-0.5}" --families "${families}") ;;
         esac
         route_pooled "${route_exp}/${strategy}" "${route_test}" "${posteriors}" "${opts[@]}"
         log "  ${strategy}: $(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print("pooled WER %.1f%% CER %.1f%%" % (s["wer"], s["cer"]))' "${route_exp}/${strategy}/score/scores.json")"
@@ -464,6 +467,10 @@ stage14() {
     if [ -f "${route_exp}/tau_selection.json" ]; then
         opts+=(--routing_dir "${route_exp}" --top_k "${route_top_k}")
         inputs+=("${route_exp}/tau_selection.json")
+    fi
+    if multilingual; then
+        opts+=(--families "${families}")
+        inputs+=("${families}")
     fi
     inputs+=("${expdir}/${model_tag}"/decode_*/score/scores.json "${export_licences}")
     search_opts
