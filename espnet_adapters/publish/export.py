@@ -151,9 +151,12 @@ def export_adapters(
     with atomic_write(tmp / MANIFEST) as handle:
         json.dump(manifest, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
     if out_dir.exists():
-        shutil.rmtree(out_dir)
+        out_dir.rename(old)  # never a moment without a complete export, nor a mix of two
     tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
     return manifest
 
 

@@ -483,6 +483,6 @@ stage14() {
                 "${search[@]}" "${opts[@]}"
         mark_done "${export_exp}" "${sig}"
     fi
-    log "  $(grep -c '^| [a-z]' "${export_exp}/README.md") scored rows; use: ./transcribe.sh --adapters ${export_exp} FILE..."
+    log "  $(( $(grep -c '^| ' "${export_exp}/README.md") - 1 )) scored test sets; use: ./transcribe.sh --adapters ${export_exp} FILE..."
 }
 
