@@ -38,7 +38,7 @@ from espnet_adapters.whisper.decode import DecodeOptions, safeguard_stats
 from espnet_adapters.whisper.features import SAMPLE_RATE, logmel
 from espnet_adapters.whisper.inputs import check_adapter_encoder_trim
 from espnet_adapters.whisper.model import pick_device
-from espnet_adapters.whisper.routing import adapter_languages, load_routed_whisper, route
+from espnet_adapters.whisper.routing import adapter_languages, load_routed_whisper, route, routed_languages
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class Transcriber:
                 timeline_times.append(times)
             row = self._weights(posteriors, routing)
             weights[key], posteriors_of[key] = row, posteriors
-            routed[key] = None if not bool(row.ne(0).any()) else self.languages[int(row.argmax())]
+            routed[key] = routed_languages(row[None], self.languages)[0]
             durations[key] = (end - start) / SAMPLE_RATE
             items.append((key, feats, batch_key(row, self.languages)))
         opts = dataclasses.replace(self.options, lang_mode="forced" if routing.lang or routing.route != "base"
