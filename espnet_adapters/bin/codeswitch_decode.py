@@ -4,9 +4,11 @@
 Per utterance (at most 30 s): its log-mel goes once through the *base* encoder
 (adapters off: the LID was trained on the frozen encoder's outputs), and the
 LID model (train_lid) classifies sliding windows over the valid encoder frames
-(``--win_seconds`` every ``--hop_seconds``; frames are 20 ms).  Each window's
-label is its argmax, smoothed by a majority vote over ``--smooth_windows``
-windows centred on it (ties go to the label of larger summed posterior).  A
+(``--win_seconds`` every ``--hop_seconds``; frames are 20 ms).  The window
+labels are smoothed (``--smoothing``): a majority vote over ``--smooth_windows``
+windows centred on each, or the Viterbi path with ``--switch_penalty`` per
+change of language (espnet_adapters.codeswitch.detect; select_smoothing picks
+it on a dev set from this tool's posteriors, decoded with ``--systems`` none).  A
 switch is placed where the smoothed label changes, at the centre of the first
 window with the new label: a window takes the new label once most of its
 frames are in the new language, i.e. when its centre passes the true switch,
@@ -52,8 +54,9 @@ from pathlib import Path
 import torch
 
 from espnet_adapters.codeswitch.decode import SYSTEMS, decode_codeswitch
+from espnet_adapters.codeswitch.detect import add_smoothing_arguments, smoothing_from_args
 from espnet_adapters.routing.decode import load_adapter_dirs, parse_adapter_arg
-from espnet_adapters.utils.cli import make_parser, run_main
+from espnet_adapters.utils.cli import UserInputError, make_parser, run_main
 from espnet_adapters.whisper.decode import add_search_arguments, decode_options
 
 
@@ -66,10 +69,11 @@ def get_parser() -> argparse.ArgumentParser:
                         help="A language's LoRA adapter; repeat for every LID label.")
     parser.add_argument("--out_dir", type=Path, required=True, help="Where the outputs (listed above) go.")
     parser.add_argument("--whisper_model", default=None, help="Base model; default: lid.json's base_model.")
-    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="Systems to decode.")
+    parser.add_argument("--systems", nargs="*", choices=SYSTEMS, default=list(SYSTEMS),
+                        help="Systems to decode; none: only the analysis (segments/detected, posteriors, stats.json).")
     parser.add_argument("--win_seconds", type=float, default=1.0, help="LID window length (s).")
     parser.add_argument("--hop_seconds", type=float, default=0.2, help="LID window hop (s).")
-    parser.add_argument("--smooth_windows", type=int, default=5, help="Majority vote over this many windows (odd).")
+    add_smoothing_arguments(parser)
     add_search_arguments(parser)
     parser.add_argument("--ngpu", type=int, default=0, help="0 decodes on the CPU, 1 on a CUDA device.")
     parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads.")
@@ -81,9 +85,13 @@ def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.num_threads)
     adapters = load_adapter_dirs(args.adapter)
     options = decode_options(args, "forced")
+    try:
+        smoothing = smoothing_from_args(args)
+    except ValueError as err:
+        raise UserInputError(f"--smoothing: {err}") from err
     decode_codeswitch(args.data_dir, args.lid_dir, adapters, args.out_dir, options,
                       whisper_model=args.whisper_model, systems=args.systems, win_seconds=args.win_seconds,
-                      hop_seconds=args.hop_seconds, smooth_windows=args.smooth_windows, ngpu=args.ngpu,
+                      hop_seconds=args.hop_seconds, smoothing=smoothing, ngpu=args.ngpu,
                       num_threads=args.num_threads)
 
 

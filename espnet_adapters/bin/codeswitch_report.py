@@ -19,22 +19,22 @@ Degradation vs single-language
     same reference, so both WERs count exactly the same words;
     degradation = 100 * (WER_cs - WER_single) / WER_single (relative, %).
 Switch detection (systems with a ``detected`` file: segments)
-    for each true switch (``switches``) the distance to the nearest detected
-    switch of its utterance, |detected - true|: mean, median, max, and the mean
-    signed value (positive: detected late).  A true switch is *hit* when that
-    distance is at most ``--tolerance`` (0.5 s), else *missed* (also when the
-    utterance has no detected switch, which leaves it out of the distance
-    statistics); a detected switch with no true switch within the tolerance is
-    a *false alarm*.  ``within_tolerance`` = hits / true switches.
+    true (``switches``) and detected switches of an utterance are matched one to
+    one, closest pairs first, a pair only within ``--tolerance`` (0.3 s): a
+    matched pair is a *hit*, an unmatched true switch *missed*, an unmatched
+    detection a *false alarm*; precision = hits / detected, recall = hits /
+    true, F1; the delay |detected - true| (mean, median; signed mean: positive =
+    late) is over the hits.
 
 Writes into ``--out_dir``:
   <set>/<system>/result.txt, <set>/single/result.txt   sclite-like word alignments
   posteriors.png   window-level LID posteriors over time of ``--plot_utts`` utterances
                    (one line per language; true switches solid, detected dashed)
   codeswitch.md    a "## Code-switched test sets" section (for make_results --extra_md): set x
-                   system: WER, CER, single-language WER, degradation, switch delay mean/median,
-                   % within tolerance, misses, false alarms; then the seed targets (degradation
-                   < --max_degradation %, median delay <= --tolerance s) met or not
+                   system: WER, CER, single-language WER, degradation, switch precision / recall,
+                   misses / false alarms, delay mean / median; then the WER target (degradation
+                   < --max_degradation %) met or not, with each set's switch recall and precision;
+                   ``--smoothing_md`` (select_smoothing's dev table) appended when given
   results.json     all of the above as numbers, written last
 """
 
@@ -44,30 +44,25 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from espnet_adapters.codeswitch.report import SetPaths, write_report
+from espnet_adapters.codeswitch.report import parse_set_paths, write_report
 from espnet_adapters.utils.cli import make_parser, run_main
-
-
-def parse_set(text: str) -> SetPaths:
-    """``DATA_DIR:DECODE_DIR`` as an argparse ``type``."""
-    parts = text.split(":")
-    if len(parts) != 2 or not all(parts):
-        raise argparse.ArgumentTypeError(f"expected DATA_DIR:DECODE_DIR, got {text!r}")
-    return SetPaths(Path(parts[0]), Path(parts[1]))
 
 
 def get_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     parser = make_parser(__doc__)
-    parser.add_argument("--sets", type=parse_set, nargs="+", required=True,
+    parser.add_argument("--sets", type=parse_set_paths, nargs="+", required=True,
                         help="DATA_DIR:DECODE_DIR of each code-switched set (make_codeswitch, codeswitch_decode).")
     parser.add_argument("--single_hyps", type=Path, nargs="+", required=True,
                         help="Kaldi hyp files of the constituents decoded singly (e.g. exp/routing/oracle/hyp).")
     parser.add_argument("--out_dir", type=Path, required=True, help="Where the outputs (listed above) go.")
-    parser.add_argument("--tolerance", type=float, default=0.5, help="A switch detected within this many s is a hit.")
+    parser.add_argument("--tolerance", type=float, default=0.3,
+                        help="A detected switch within this many s of a true one can be its hit.")
     parser.add_argument("--max_degradation", type=float, default=15.0,
                         help="Seed target: relative WER degradation (%%) vs single-language below this.")
     parser.add_argument("--plot_utts", type=int, default=4, help="Utterances in posteriors.png (0: no plot).")
+    parser.add_argument("--smoothing_md", type=Path, default=None,
+                        help="select_smoothing's smoothing.md (the dev choice), appended to codeswitch.md.")
     parser.add_argument("--link_dir", type=Path, default=None,
                         help="The plot's link in codeswitch.md is relative to this dir (where RESULTS.md is);"
                              " default: --out_dir.")
@@ -77,7 +72,8 @@ def get_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     """Score every set, plot, write the table and results.json (espnet_adapters.codeswitch.report)."""
     write_report(args.sets, args.single_hyps, args.out_dir, tolerance=args.tolerance,
-                 max_degradation=args.max_degradation, plot_utts=args.plot_utts, link_dir=args.link_dir)
+                 max_degradation=args.max_degradation, plot_utts=args.plot_utts, link_dir=args.link_dir,
+                 smoothing_md=args.smoothing_md)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> None:
         "seed": args.seed,
         "train_seconds": round(seconds, 1),
         "history": result.history,
+        "dev_calibration": result.calibration,
     }
     save_lid(args.out_dir, result.model, result.labels, d_model, meta)
     plot_training(result.history, result.best_epoch, args.out_dir / "curves.png", title=args.out_dir.name)

@@ -32,7 +32,7 @@ from peft import PeftModel
 from tqdm import tqdm
 from transformers import WhisperProcessor
 
-from espnet_adapters.codeswitch.detect import Span, detect_spans, switch_times, window_centers
+from espnet_adapters.codeswitch.detect import Smoothing, Span, detect_spans, switch_times, window_centers
 from espnet_adapters.codeswitch.truth import (
     DETECTED, POSTERIORS, SEGMENTS_TRUTH, TruthSegment, read_segments_truth, write_segment_table, write_times,
 )
@@ -86,7 +86,7 @@ class Windowing:
     win_frames: int
     hop_frames: int
     frame_seconds: float
-    smooth_windows: int
+    smoothing: Smoothing
 
 
 @dataclass
@@ -131,7 +131,7 @@ def analyse(
         timer.add("lid", start)
         duration = len(audio) / SAMPLE_RATE
         centers = window_centers(len(frames), windowing.win_frames, windowing.hop_frames, windowing.frame_seconds)
-        detected = detect_spans(posteriors, centers, duration, lid.labels, windowing.smooth_windows)
+        detected = detect_spans(posteriors, centers, duration, lid.labels, windowing.smoothing)
         result.windows[utt] = np.column_stack([centers, posteriors]).astype(np.float32)
         result.detected[utt] = switch_times(detected)
         result.audio_seconds += duration
@@ -184,16 +184,14 @@ def joined_hyps(pieces: Sequence[Piece], decoded: Mapping[str, tuple[str, str]])
 
 
 def make_windowing(
-    processor: WhisperProcessor, win_seconds: float, hop_seconds: float, smooth_windows: int,
+    processor: WhisperProcessor, win_seconds: float, hop_seconds: float, smoothing: Smoothing,
 ) -> Windowing:
     """Window, hop and smoothing in encoder frames (2 log-mel hops each: 20 ms for Whisper)."""
     frame_seconds = ENCODER_STRIDE * processor.feature_extractor.hop_length / SAMPLE_RATE
     win, hop = round(win_seconds / frame_seconds), round(hop_seconds / frame_seconds)
     if win < 1 or hop < 1:
         raise UserInputError(f"--win_seconds and --hop_seconds must be at least one frame ({frame_seconds} s)")
-    if smooth_windows < 1 or smooth_windows % 2 == 0:
-        raise UserInputError(f"--smooth_windows {smooth_windows}: must be odd and >= 1")
-    return Windowing(win, hop, frame_seconds, smooth_windows)
+    return Windowing(win, hop, frame_seconds, smoothing)
 
 
 def read_truth(
@@ -241,7 +239,7 @@ def write_outputs(out: Path, analysis: Analysis, decoded: Mapping[str, Mapping[s
 def decode_codeswitch(
     data_dir: Path, lid_dir: Path, adapters: Mapping[str, Path], out_dir: Path, options: DecodeOptions, *,
     whisper_model: str | None = None, systems: Sequence[str] = SYSTEMS, win_seconds: float = 1.0,
-    hop_seconds: float = 0.2, smooth_windows: int = 5, ngpu: int = 0, num_threads: int = 1,
+    hop_seconds: float = 0.2, smoothing: Smoothing = Smoothing(), ngpu: int = 0, num_threads: int = 1,
 ) -> None:
     """Analyse every utterance of ``data_dir`` once, decode each system's pieces, write the outputs to ``out_dir``.
 
@@ -254,7 +252,7 @@ def decode_codeswitch(
     device = pick_device(ngpu)
     lid.model.to(device)
     model, processor = load_routed_whisper(whisper_model, device, adapters)
-    windowing = make_windowing(processor, win_seconds, hop_seconds, smooth_windows)
+    windowing = make_windowing(processor, win_seconds, hop_seconds, smoothing)
     wav_scp_path = data_dir / "wav.scp"
     wav_scp = read_map_lines(wav_scp_path)
     truth = read_truth(data_dir, systems, list(wav_scp), adapter_languages(model))
@@ -276,7 +274,7 @@ def decode_codeswitch(
         "audio_seconds": round(analysis.audio_seconds, 2),
         "lid": {"lid_dir": str(lid_dir), "labels": lid.labels, "win_frames": windowing.win_frames,
                 "hop_frames": windowing.hop_frames, "frame_seconds": windowing.frame_seconds,
-                "smooth_windows": windowing.smooth_windows},
+                "smoothing": windowing.smoothing.as_dict()},
         "analysis_seconds": {name: round(value, 3) for name, value in timer.seconds.items()},
         "lid_ms_per_utterance": round(1000 * timer.seconds["lid"] / len(wav_scp), 3),
         "detected_switches": sum(len(times) for times in analysis.detected.values()),

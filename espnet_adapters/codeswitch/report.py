@@ -15,8 +15,8 @@ Degradation vs single-language
     hypotheses joined in the same order, scored against the same reference;
     degradation = 100 * (WER_cs - WER_single) / WER_single (relative, %).
 Switch detection (systems with a ``detected`` file)
-    :func:`switch_metrics`: for each true switch the distance to the nearest
-    detected switch of its utterance; hits within the tolerance, misses, false alarms.
+    :func:`switch_metrics`: true and detected switches matched one to one within
+    the tolerance; precision, recall, F1, misses, false alarms, delay of the hits.
 
 The outputs (result.txt per set and system, posteriors.png, codeswitch.md,
 results.json) are listed in ``python -m espnet_adapters.bin.codeswitch_report --help``.
@@ -24,6 +24,7 @@ results.json) are listed in ``python -m espnet_adapters.bin.codeswitch_report --
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -52,44 +53,60 @@ logger = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- pure metrics
 
 
+def match_switches(true_times: Sequence[float], found: Sequence[float], tolerance: float) -> list[tuple[float, float]]:
+    """One utterance's (true, detected) pairs: each switch matched at most once, closest pairs first, within tolerance."""
+    candidates = sorted((abs(d - t), i, j) for i, t in enumerate(true_times) for j, d in enumerate(found)
+                        if abs(d - t) <= tolerance)
+    used_true: set[int] = set()
+    used_found: set[int] = set()
+    pairs = []
+    for _, i, j in candidates:
+        if i not in used_true and j not in used_found:
+            used_true.add(i)
+            used_found.add(j)
+            pairs.append((true_times[i], found[j]))
+    return pairs
+
+
 def switch_metrics(
     truth: Mapping[str, Sequence[float]], detected: Mapping[str, Sequence[float]], tolerance: float
 ) -> dict[str, Any]:
-    """Switch-detection statistics of true vs detected switch times per utterance.
+    """Switch-detection precision, recall and delay of detected vs true switch times per utterance.
 
-    For each true switch, the distance to the nearest detected switch of its
-    utterance, |detected - true|: mean, median, max, and the mean signed value
-    (positive: detected late).  A true switch is *hit* when that distance is at
-    most ``tolerance``, else *missed* (also when the utterance has no detected
-    switch, which leaves it out of the distance statistics); a detected switch
-    with no true switch within the tolerance is a *false alarm*.
-    ``within_tolerance`` = hits / true switches.
+    Within each utterance, true and detected switches are matched one to one,
+    closest pairs first, a pair only if |detected - true| <= ``tolerance``
+    (:func:`match_switches`; an utterance missing from one side has no
+    switches there).  A matched pair is a *hit*; an unmatched true
+    switch is *missed*; an unmatched detection is a *false alarm* (two
+    detections near one true switch: one hit, one false alarm).  precision =
+    hits / detected, recall = hits / true, F1 their harmonic mean (0 when nothing is detected); the delay
+    statistics are over the hits (|detected - true|; signed: positive = late).
     """
-    distances, signed, hits = [], [], 0
-    for utt, times in truth.items():
-        found = detected.get(utt, [])
-        for true_time in times:
-            if not found:
-                continue
-            nearest = min(found, key=lambda time: abs(time - true_time))
-            distances.append(abs(nearest - true_time))
-            signed.append(nearest - true_time)
-            hits += abs(nearest - true_time) <= tolerance
+    delays: list[float] = []
+    hits = 0
+    for utt in set(truth) | set(detected):
+        pairs = match_switches(truth.get(utt, []), detected.get(utt, []), tolerance)
+        hits += len(pairs)
+        delays += [found - true for true, found in pairs]
     n_true = sum(len(times) for times in truth.values())
-    false_alarms = sum(
-        not any(abs(time - true_time) <= tolerance for true_time in truth.get(utt, []))
-        for utt, found in detected.items() for time in found
-    )
+    n_detected = sum(len(found) for found in detected.values())
+    precision = hits / n_detected if n_detected else None
+    recall = hits / n_true if n_true else None
+    f1 = 2 * hits / (n_true + n_detected) if n_true + n_detected else None  # = 2PR / (P + R)
+    absolute = [abs(delay) for delay in delays]
     return {
+        "tolerance": tolerance,
         "n_true": n_true,
-        "n_detected": sum(len(found) for found in detected.values()),
-        "delay_mean": statistics.fmean(distances) if distances else None,
-        "delay_median": statistics.median(distances) if distances else None,
-        "delay_max": max(distances) if distances else None,
-        "delay_signed_mean": statistics.fmean(signed) if signed else None,
-        "within_tolerance": hits / n_true if n_true else None,
+        "n_detected": n_detected,
+        "hits": hits,
         "missed": n_true - hits,
-        "false_alarms": false_alarms,
+        "false_alarms": n_detected - hits,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "delay_mean": statistics.fmean(absolute) if absolute else None,
+        "delay_median": statistics.median(absolute) if absolute else None,
+        "delay_signed_mean": statistics.fmean(delays) if delays else None,
     }
 
 
@@ -98,12 +115,10 @@ def degradation(value: float, single: float) -> float | None:
     return None if single == 0 else 100.0 * (value - single) / single
 
 
-def targets_met(scores: Mapping[str, Any], max_degradation: float, tolerance: float) -> dict[str, bool | None]:
-    """The seed targets of a segment-routed system: WER degradation below ``max_degradation`` %, and the
-    median switch delay within ``tolerance`` s (None where undefined)."""
-    degraded, delay = scores["wer_degradation_pct"], scores["switches"]["delay_median"]
-    return {"degradation": None if degraded is None else degraded < max_degradation,
-            "delay": None if delay is None else delay <= tolerance}
+def targets_met(scores: Mapping[str, Any], max_degradation: float) -> dict[str, bool | None]:
+    """The WER target of a segment-routed system: degradation below ``max_degradation`` % (None if undefined)."""
+    degraded = scores["wer_degradation_pct"]
+    return {"degradation": None if degraded is None else degraded < max_degradation}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -119,6 +134,14 @@ class SetPaths:
     @property
     def name(self) -> str:
         return self.data_dir.name
+
+
+def parse_set_paths(text: str) -> SetPaths:
+    """``DATA_DIR:DECODE_DIR`` as an argparse ``type``."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(parts):
+        raise argparse.ArgumentTypeError(f"expected DATA_DIR:DECODE_DIR, got {text!r}")
+    return SetPaths(Path(parts[0]), Path(parts[1]))
 
 
 def read_single_hyps(paths: Sequence[Path]) -> dict[str, str]:
@@ -147,15 +170,21 @@ def single_language_hyps(truth_path: Path, utts: Sequence[str], singles: Mapping
     return joined
 
 
-def decoded_systems(decode_dir: Path) -> tuple[list[str], dict[str, Any]]:
-    """The systems codeswitch_decode ran (stats.json, in its order) and the whole stats."""
+def read_stats(decode_dir: Path) -> dict[str, Any]:
+    """codeswitch_decode's stats.json."""
     path = decode_dir / "stats.json"
     try:
-        stats = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise UserInputError(f"{path}: missing; run codeswitch_decode first") from err
     except json.JSONDecodeError as err:
         raise UserInputError(f"{path}: not valid JSON ({err})") from err
+
+
+def decoded_systems(decode_dir: Path) -> tuple[list[str], dict[str, Any]]:
+    """The systems codeswitch_decode ran (stats.json, in its order) and the whole stats."""
+    path = decode_dir / "stats.json"
+    stats = read_stats(decode_dir)
     systems = list(stats.get("systems", {}))
     if not systems:
         raise UserInputError(f"{path}: no systems")
@@ -217,7 +246,7 @@ def report_set(
         if (paths.decode_dir / system / DETECTED).is_file():
             detected = read_times(paths.decode_dir / system / DETECTED)
             entry["switches"] = switch_metrics(truth_switches, detected, tolerance)
-            entry["targets_met"] = targets_met(entry, max_degradation, tolerance)
+            entry["targets_met"] = targets_met(entry, max_degradation)
         result["systems"][system] = entry
     return result
 
@@ -229,13 +258,17 @@ def _number(value: float | None, fmt: str, suffix: str = "") -> str:
     return "-" if value is None else format(value, fmt) + suffix
 
 
+def _percent(value: float | None) -> str:
+    return _number(None if value is None else 100 * value, ".0f", "%")
+
+
 def _switch_cells(switches: Mapping[str, Any] | None) -> list[str]:
-    """Delay mean / median, % within the tolerance, missed / false alarms; dashes for a system that detects none."""
+    """Precision / recall, missed / false alarms, delay of the hits; dashes for a system that detects none."""
     if switches is None:
         return ["-", "-", "-"]
-    within = None if switches["within_tolerance"] is None else 100 * switches["within_tolerance"]
-    return [f"{_number(switches['delay_mean'], '.2f')} / {_number(switches['delay_median'], '.2f')}",
-            _number(within, ".0f", "%"), f"{switches['missed']} / {switches['false_alarms']}"]
+    return [f"{_percent(switches['precision'])} / {_percent(switches['recall'])}",
+            f"{switches['missed']} / {switches['false_alarms']}",
+            f"{_number(switches['delay_mean'], '.2f')} / {_number(switches['delay_median'], '.2f')}"]
 
 
 def _verdict(met: bool | None) -> str:
@@ -243,19 +276,20 @@ def _verdict(met: bool | None) -> str:
 
 
 def _target_lines(results: Mapping[str, Any]) -> list[str]:
-    """One line per set and segment-routed system: the seed targets and whether they are met."""
+    """One line per set and segment-routed system: the WER target, and switch precision / recall."""
     lines = []
     for name, entry in results["sets"].items():
         for system, scores in entry["systems"].items():
             if "targets_met" in scores:
-                met = scores["targets_met"]
+                met, switches = scores["targets_met"], scores["switches"]
                 lines.append(
                     f"- {name}, {system}: WER degradation {_number(scores['wer_degradation_pct'], '+.1f', '%')}"
-                    f" (target < {results['max_degradation']:g}%: {_verdict(met['degradation'])}); median switch"
-                    f" delay {_number(scores['switches']['delay_median'], '.2f', ' s')} (target <="
-                    f" {results['tolerance']:g} s: {_verdict(met['delay'])})"
+                    f" (target < {results['max_degradation']:g}%: {_verdict(met['degradation'])}); switches"
+                    f" within {results['tolerance']:g} s: recall {_percent(switches['recall'])}, precision"
+                    f" {_percent(switches['precision'])} ({switches['hits']} of {switches['n_true']} true switches"
+                    f" found, {switches['false_alarms']} false alarms)"
                 )
-    return ["", "Seed targets:", "", *lines] if lines else []
+    return ["", "Targets:", "", *lines] if lines else []
 
 
 def markdown(results: Mapping[str, Any]) -> str:
@@ -266,13 +300,18 @@ def markdown(results: Mapping[str, Any]) -> str:
         "",
         f"WER / CER in % against the concatenated references (normaliser `{NORMALIZER_VERSION}`).",
         "*single WER*: the same constituents decoded one by one as single-language utterances;",
-        "degradation: the relative WER increase over it.  Switch delay: |nearest detected switch - true|,",
-        f"over the true switches of utterances with a detection; a true switch is hit within {tolerance:g} s.",
+        "degradation: the relative WER increase over it.  Switches: detected and true switches matched",
+        f"one to one within {tolerance:g} s (closest first); precision = hits / detected, recall = hits / true;",
+        "an unmatched detection is a false alarm; delay: |detected - true| of the hits.",
         "",
-        f"|set|utts|switches|system|WER|CER|single WER|WER degradation|delay mean / median (s)"
-        f"|within {tolerance:g} s|missed / false alarms|",
+        f"|set|utts|switches|system|WER|CER|single WER|WER degradation|precision / recall ({tolerance:g} s)"
+        f"|missed / false alarms|delay mean / median (s)|",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    smoothing = {json.dumps((entry.get("lid") or {}).get("smoothing"), sort_keys=True)
+                 for entry in results["sets"].values()} - {"null"}
+    if smoothing:
+        lines[6:6] = ["Switch detection (segments): " + "; ".join(sorted(smoothing)) + ".", ""]
     for name, entry in results["sets"].items():
         for system, scores in entry["systems"].items():
             cells = [name, str(entry["num_utts"]), str(entry["num_switches"]), system, f"{scores['wer']:.1f}",
@@ -337,11 +376,12 @@ def plot_posteriors(examples: Sequence[Example], labels: Sequence[str], path: Pa
 
 def write_report(
     sets: Sequence[SetPaths], single_hyps: Sequence[Path], out_dir: Path, *, tolerance: float,
-    max_degradation: float, plot_utts: int, link_dir: Path | None = None,
+    max_degradation: float, plot_utts: int, link_dir: Path | None = None, smoothing_md: Path | None = None,
 ) -> dict[str, Any]:
     """Score every set, plot, write codeswitch.md and results.json (last); returns the results.
 
-    ``link_dir``: the plot's link in codeswitch.md is relative to it (default ``out_dir``).
+    ``link_dir``: the plot's link in codeswitch.md is relative to it (default ``out_dir``);
+    ``smoothing_md``: select_smoothing's dev table, appended.
     """
     names = [paths.name for paths in sets]
     if len(set(names)) != len(names):
@@ -361,6 +401,11 @@ def write_report(
             plot_posteriors(examples, labels, out_dir / "posteriors.png")
             link = os.path.relpath(out_dir / "posteriors.png", link_dir or out_dir)
             text = text.rstrip("\n") + f"\n\n![frame-level LID posteriors]({Path(link).as_posix()})\n"
+    if smoothing_md is not None:
+        try:
+            text = text.rstrip("\n") + "\n\n" + smoothing_md.read_text(encoding="utf-8")
+        except OSError as err:
+            raise UserInputError(f"{smoothing_md}: cannot read ({err.strerror})") from err
     with atomic_write(out_dir / "codeswitch.md") as handle:
         handle.write(text)
     with atomic_write(out_dir / "results.json") as handle:

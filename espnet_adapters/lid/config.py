@@ -37,6 +37,11 @@ class LidConfig(YamlConfig):
     weight_decay: float = 1e-2
     max_epochs: int = 30  # an epoch: every language sampled as often as the largest one
     patience: int = 5  # stop after N epochs without a better dev accuracy; 0 = never
+    calibrate: bool = True  # temperature scaling fitted on dev after training (espnet_adapters.lid.calibration)
+    # Random crops while training (short audio): with probability crop_prob an utterance is replaced by
+    # a random stretch of its frames, of a length drawn uniformly from crop_seconds [min, max]; () = off.
+    crop_seconds: tuple[float, ...] = ()
+    crop_prob: float = 0.5
     source: str = "<default LidConfig>"
 
     def __post_init__(self) -> None:
@@ -53,6 +58,10 @@ class LidConfig(YamlConfig):
             raise ValueError(f"hidden must be a non-empty list of sizes >= 1 for an mlp, got {list(self.hidden)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.crop_seconds and (len(self.crop_seconds) != 2 or not 0 < self.crop_seconds[0] <= self.crop_seconds[1]):
+            raise ValueError(f"crop_seconds must be [min, max] with 0 < min <= max, got {list(self.crop_seconds)}")
+        if not 0.0 <= self.crop_prob <= 1.0:
+            raise ValueError(f"crop_prob must be in [0, 1], got {self.crop_prob}")
         if not self.lr > 0 or self.weight_decay < 0 or self.patience < 0:
             raise ValueError("lr must be > 0, weight_decay and patience >= 0")
 

@@ -35,9 +35,10 @@ from tqdm import tqdm
 from transformers import WhisperForConditionalGeneration
 
 from espnet_adapters.data.kaldi import read_map, write_map
+from espnet_adapters.lid.calibration import calibration_summary
 from espnet_adapters.lid.data import CachedSet, SetSpec, crop_feats, open_sets, valid_encoder_frames
 from espnet_adapters.lid.metrics import confusion_markdown, evaluate_predictions
-from espnet_adapters.lid.models import LidModel, predict_proba
+from espnet_adapters.lid.models import LidModel, predict_logits, predict_proba
 from espnet_adapters.lid.plots import plot_confusions
 from espnet_adapters.lid.store import LoadedLid, lid_base_model, load_lid
 from espnet_adapters.lid.whisper_lid import whisper_lid_posteriors
@@ -178,6 +179,7 @@ class Evaluation:
     posteriors: dict[str, torch.Tensor] = field(default_factory=dict)  # lid, whisper: full utterances
     crops: dict[str, dict[str, Any]] = field(default_factory=dict)  # "1s" ...: n_cropped, lid, whisper
     timing: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)  # lid: NLL / ECE before and after its temperature
 
     def systems(self, majority: str) -> dict[str, dict[str, Any]]:
         """Full classification reports: lid, whisper (when run), and the majority-class baseline."""
@@ -195,7 +197,11 @@ def evaluate(
     """LID on the cached outputs (timed); the Whisper baseline and the crops when asked for."""
     labels, batch_size = lid.labels, lid.model.config.batch_size
     result = Evaluation(labels, [labels.index(lang) for lang in test.langs])
-    result.posteriors["lid"] = predict_proba(lid.model, (test.frames[utt] for utt in test.utts), batch_size)
+    logits = predict_logits(lid.model, (test.frames[utt] for utt in test.utts), batch_size)
+    result.posteriors["lid"] = torch.softmax(logits, dim=-1)
+    temperature = float(lid.model.temperature)
+    # the logits before temperature scaling are logits * T: NLL / ECE before and after on this set
+    result.calibration = calibration_summary(logits * temperature, torch.tensor(result.reference), temperature)
     result.timing = {"device": str(device), "num_threads": torch.get_num_threads(),
                      **_lid_timing(lid.model, test, batch_size)}
     if options.whisper_baseline or options.crop_seconds:
@@ -260,7 +266,8 @@ def evaluate_lid(
     _write_json(out_dir / "results.json", {
         "n": len(test.utts), "labels": lid.labels, "test_sets": [str(spec.data_dir) for spec in specs],
         "lid_dir": str(lid_dir), "base_model": resolve_model(whisper_model), "systems": systems,
-        "crops": evaluation.crops,
+        "crops": evaluation.crops, "calibration": evaluation.calibration,
+        "dev_calibration": lid.meta.get("dev_calibration"),
     })
     for name, report in systems.items():
         logger.info("%-8s accuracy %.3f macro-F1 %.3f (n=%d)",

@@ -82,12 +82,15 @@ class LidModel(nn.Module):
         dim = config.cnn_channels if self.frontend is not None else d_model
         self.pooling = MeanPooling() if config.pooling == "mean" else AttentionPooling(dim, config.attention_dim)
         self.classifier = _classifier(dim, n_labels, config)
+        # Temperature scaling (espnet_adapters.lid.calibration): 1 while training, fitted on dev
+        # after it; kept in lid.json, not in the weights.
+        self.register_buffer("temperature", torch.ones(()), persistent=False)
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden = self.norm(frames)
         if self.frontend is not None:
             hidden = self.frontend(hidden, mask)
-        return self.classifier(self.pooling(hidden, mask))
+        return self.classifier(self.pooling(hidden, mask)) / self.temperature
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -95,8 +98,9 @@ def _device(model: nn.Module) -> torch.device:
 
 
 @torch.inference_mode()
-def predict_proba(model: LidModel, frames: Iterable[torch.Tensor], batch_size: int) -> torch.Tensor:
-    """Posteriors (N, n_labels), float32 on the CPU, of utterances given as (T_i, d_model) tensors.
+def predict_logits(model: LidModel, frames: Iterable[torch.Tensor], batch_size: int) -> torch.Tensor:
+    """Logits (N, n_labels), float32 on the CPU, divided by the model's temperature, of utterances given
+    as (T_i, d_model) tensors.
 
     ``frames`` is consumed one batch at a time, so a lazy mapping's values
     (:class:`~espnet_adapters.lid.data.CachedFrames`) are never all in memory.
@@ -108,10 +112,15 @@ def predict_proba(model: LidModel, frames: Iterable[torch.Tensor], batch_size: i
     parts = []
     while batch := list(itertools.islice(stream, batch_size)):
         padded, mask = pad_frames(batch)
-        parts.append(torch.softmax(model(padded.to(device), mask.to(device)).float(), dim=-1).cpu())
+        parts.append(model(padded.to(device), mask.to(device)).float().cpu())
     if not parts:
         raise ValueError("no utterances to classify")
     return torch.cat(parts)
+
+
+def predict_proba(model: LidModel, frames: Iterable[torch.Tensor], batch_size: int) -> torch.Tensor:
+    """Posteriors (N, n_labels): the softmax of :func:`predict_logits` (calibrated if the model is)."""
+    return torch.softmax(predict_logits(model, frames, batch_size), dim=-1)
 
 
 def window_starts(n_frames: int, win_frames: int, hop_frames: int) -> list[int]:

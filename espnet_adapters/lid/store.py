@@ -52,7 +52,8 @@ def save_lid(out_dir: Path, model: LidModel, labels: Sequence[str], d_model: int
     with atomic_write(out_dir / LID_WEIGHTS, "wb") as handle:
         handle.write(safetensors.torch.save(state))
     record = {"format": LID_FORMAT, "labels": list(labels), "d_model": d_model,
-              "config": model.config.as_dict(), "config_file": model.config.source, **meta}
+              "config": model.config.as_dict(), "config_file": model.config.source,
+              "temperature": float(model.temperature), **meta}
     with atomic_write(out_dir / LID_META) as handle:
         json.dump(record, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
@@ -97,6 +98,11 @@ def load_lid(lid_dir: Path, expected_labels: Sequence[str] | None = None) -> Loa
         config = LidConfig.from_dict(meta["config"])
         model = LidModel(config, int(meta["d_model"]), len(labels))
         model.load_state_dict(safetensors.torch.load_file(str(Path(lid_dir) / LID_WEIGHTS)))
+        # A LID saved before temperature scaling existed was not calibrated: its temperature is 1.
+        temperature = float(meta.get("temperature", 1.0))
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        model.temperature.fill_(temperature)
     except (KeyError, TypeError, ValueError, RuntimeError, OSError, SafetensorError) as err:
         raise UserInputError(f"{lid_dir}: cannot rebuild the LID model from {LID_META} + {LID_WEIGHTS}: {err}") from err
     return LoadedLid(model.eval(), labels, meta)

@@ -7,7 +7,9 @@ adapter.  So every epoch draws each language equally often, as many
 utterances as the largest language has, cycling through shuffled copies of
 the smaller ones.  The model kept is the one of the epoch with the best dev
 accuracy (ties: lower dev loss); ``patience`` epochs without improvement end
-the run.  Everything random (initialisation, sampling, dropout) follows ``seed``.
+the run.  With ``calibrate``, the kept model's temperature is then fitted on the
+same dev set (:mod:`espnet_adapters.lid.calibration`: the argmax is unchanged).
+Everything random (initialisation, sampling, dropout) follows ``seed``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from espnet_adapters.lid.calibration import calibration_summary, fit_temperature
 from espnet_adapters.lid.config import LidConfig
 from espnet_adapters.lid.data import LidSet, pad_frames
-from espnet_adapters.lid.models import LidModel, predict_proba
+from espnet_adapters.lid.models import LidModel, predict_logits, predict_proba
 from espnet_adapters.utils.cli import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ class TrainResult:
     best_epoch: int
     dev_accuracy: float
     history: list[dict[str, float]] = field(default_factory=list)
+    calibration: dict[str, float] | None = None  # dev NLL / ECE before and after temperature scaling
 
 
 def balanced_order(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -69,17 +73,39 @@ def evaluate(model: LidModel, lid_set: LidSet, targets: torch.Tensor, batch_size
     return float(-picked.log().mean()), float((posteriors.argmax(dim=1) == targets).float().mean())
 
 
+FRAME_SECONDS = 0.02  # one Whisper encoder frame
+
+
+def random_crop(frames: torch.Tensor, config: LidConfig, rng: np.random.Generator) -> torch.Tensor:
+    """With probability ``crop_prob``, a random stretch of ``frames`` of a length drawn from ``crop_seconds``.
+
+    Teaches the classifier to decide from a second or two of speech, as on short
+    utterances and in code-switching windows; the other utterances stay whole,
+    so the full-utterance decision is still learnt.  Frames shorter than the
+    drawn length are kept whole.
+    """
+    if not config.crop_seconds or rng.random() >= config.crop_prob:
+        return frames
+    low, high = (max(1, round(seconds / FRAME_SECONDS)) for seconds in config.crop_seconds)
+    length = int(rng.integers(low, high + 1))
+    if frames.shape[0] <= length:
+        return frames
+    start = int(rng.integers(0, frames.shape[0] - length + 1))
+    return frames[start : start + length]
+
+
 def _train_epoch(
     model: LidModel, optimizer: torch.optim.Optimizer, train: LidSet, targets: torch.Tensor, order: np.ndarray,
-    batch_size: int, desc: str,
+    rng: np.random.Generator, desc: str,
 ) -> tuple[float, float]:
-    """One pass over ``order``; (mean loss, accuracy) of the training batches (dropout on)."""
+    """One pass over ``order``; (mean loss, accuracy) of the training batches (dropout on, random crops)."""
     model.train()
     device = next(model.parameters()).device
+    config, batch_size = model.config, model.config.batch_size
     total_loss, correct = 0.0, 0
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc=desc, mininterval=10):
-        frames, mask = pad_frames([train.frames[train.utts[i]] for i in batch])
+        frames, mask = pad_frames([random_crop(train.frames[train.utts[i]], config, rng) for i in batch])
         batch_targets = targets[batch].to(device)
         logits = model(frames.to(device), mask.to(device))
         loss = F.cross_entropy(logits, batch_targets)
@@ -108,7 +134,7 @@ def train_lid(config: LidConfig, train: LidSet, dev: LidSet, seed: int, device: 
     for epoch in range(1, config.max_epochs + 1):
         order = balanced_order(train_targets.numpy(), rng)
         train_loss, train_acc = _train_epoch(
-            model, optimizer, train, train_targets, order, config.batch_size, f"lid epoch {epoch}"
+            model, optimizer, train, train_targets, order, rng, f"lid epoch {epoch}"
         )
         dev_loss, dev_acc = evaluate(model, dev, dev_targets, config.batch_size)
         history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
@@ -125,4 +151,13 @@ def train_lid(config: LidConfig, train: LidSet, dev: LidSet, seed: int, device: 
             break
     model.load_state_dict(best_state)
     model.eval()
-    return TrainResult(model, labels, best_epoch, best[0], history)
+    calibration = None
+    if config.calibrate:
+        logits = predict_logits(model, (dev.frames[utt] for utt in dev.utts), config.batch_size)
+        temperature = fit_temperature(logits, dev_targets)
+        model.temperature.fill_(temperature)
+        calibration = calibration_summary(logits, dev_targets, temperature)
+        logger.info("temperature %.3f on dev: NLL %.4f -> %.4f, ECE %.4f -> %.4f", temperature,
+                    calibration["nll_before"], calibration["nll_after"], calibration["ece_before"],
+                    calibration["ece_after"])
+    return TrainResult(model, labels, best_epoch, best[0], history, calibration)

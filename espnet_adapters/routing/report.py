@@ -85,6 +85,24 @@ def _lid_confusion(path: Path) -> list[str]:
     raise UserInputError(f"{path}: no '## LID ...' section")
 
 
+def _calibration_lines(results: dict[str, Any]) -> list[str]:
+    """The LID's temperature scaling: NLL and ECE before -> after, on dev (where T was fitted) and this set."""
+    test, dev = results.get("calibration"), results.get("dev_calibration")
+    if not test:
+        return []
+
+    def shown(values: dict[str, Any]) -> str:
+        return (f"NLL {values['nll_before']:.3f} → {values['nll_after']:.3f}, "
+                f"ECE {100 * values['ece_before']:.1f} → {100 * values['ece_after']:.1f}%")
+
+    if not dev:
+        return ["", f"The LID is not calibrated (`calibrate: false`, temperature {test['temperature']:g}): test "
+                    f"NLL {test['nll_after']:.3f}, ECE {100 * test['ece_after']:.1f}%."]
+    return ["", f"Calibration (temperature scaling of the LID's logits, T = {test['temperature']:.2f} fitted on dev;"
+                " the argmax, hence accuracy, is unchanged; ECE: 15 confidence bins, 0 = calibrated): "
+                f"dev {shown(dev)}; test {shown(test)}."]
+
+
 def render_lid(eval_dir: Path, link_dir: Path) -> list[str]:
     """'## Language ID': the LID beside Whisper's detection and the majority class, full and cropped."""
     path = eval_dir / "results.json"
@@ -101,6 +119,7 @@ def render_lid(eval_dir: Path, link_dir: Path) -> list[str]:
         label = f"{name} ({system['label']})" if "label" in system else name
         lines.append(f"|{label}|{pct(100 * json_number(system, 'accuracy', path))}|"
                      f"{pct(100 * json_number(system, 'macro_f1', path))}|{json_field(system, 'n', int, path)}|")
+    lines += _calibration_lines(results)
     crops = json_field(results, "crops", dict, path)
     lines += ["", "### Accuracy on the first seconds of each utterance", "",
               "|crop|utterances cut|lid|whisper|", "|---|---|---|---|"]

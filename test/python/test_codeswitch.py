@@ -21,9 +21,9 @@ import soundfile as sf
 from test_encoder_cache import make_tiny_whisper
 from test_routing import make_lang_adapter
 
-from espnet_adapters.bin import codeswitch_decode, codeswitch_report, make_codeswitch
-from espnet_adapters.codeswitch.detect import Span, detect_spans, smooth_labels, window_centers
-from espnet_adapters.codeswitch.report import degradation, switch_metrics
+from espnet_adapters.bin import codeswitch_decode, codeswitch_report, make_codeswitch, select_smoothing
+from espnet_adapters.codeswitch.detect import Smoothing, Span, detect_spans, smooth_labels, viterbi_labels, window_centers
+from espnet_adapters.codeswitch.report import degradation, match_switches, switch_metrics
 from espnet_adapters.codeswitch.truth import read_segments_truth, read_times, write_times
 from espnet_adapters.data.kaldi import read_map, validate_data_dir, write_data_dir, write_map
 from espnet_adapters.lid.config import LidConfig
@@ -147,10 +147,10 @@ def test_switch_detection_on_a_synthetic_posterior_sequence() -> None:
     labels = np.array([0] * 10 + [1] * 11)
     labels[4] = 1  # one noisy window in the first language
     posteriors = np.eye(2)[labels] * 0.8 + 0.1
-    assert detect_spans(posteriors, centers, 5.0, LANGS, smooth_windows=3) == [
+    assert detect_spans(posteriors, centers, 5.0, LANGS, Smoothing("majority", 3)) == [
         Span(0.0, pytest.approx(2.5), "hi"), Span(pytest.approx(2.5), 5.0, "it")
     ]
-    unsmoothed = detect_spans(posteriors, centers, 5.0, LANGS, smooth_windows=1)
+    unsmoothed = detect_spans(posteriors, centers, 5.0, LANGS, Smoothing("majority", 1))
     assert [span.start for span in unsmoothed] == pytest.approx([0.0, 1.3, 1.5, 2.5])
     assert [span.lang for span in unsmoothed] == ["hi", "it", "hi", "it"]
     # A tie (one vote each at the clipped edge) goes to the larger summed posterior.
@@ -159,16 +159,52 @@ def test_switch_detection_on_a_synthetic_posterior_sequence() -> None:
         smooth_labels(posteriors, 4)
 
 
-def test_switch_metrics_and_degradation_on_a_hand_example() -> None:
-    truth = {"a": [2.4], "b": [1.0, 3.0], "c": [2.0]}
-    detected = {"a": [2.5], "b": [1.7, 3.1, 5.0], "c": []}
-    metrics = switch_metrics(truth, detected, tolerance=0.5)
-    # nearest distances: a 0.1 (hit), b 0.7 (miss) and 0.1 (hit); c has no detection: missed, no distance
-    assert metrics["delay_mean"] == pytest.approx(0.3) and metrics["delay_median"] == pytest.approx(0.1)
-    assert metrics["delay_max"] == pytest.approx(0.7) and metrics["delay_signed_mean"] == pytest.approx(0.3)
-    assert metrics["n_true"] == 4 and metrics["n_detected"] == 4
-    assert metrics["within_tolerance"] == 0.5 and metrics["missed"] == 2
-    assert metrics["false_alarms"] == 2  # 1.7 (0.7 from 1.0) and 5.0
+def test_viterbi_finds_known_switch_points_that_a_majority_vote_breaks_up() -> None:
+    # 60 windows, switches at windows 20 and 40; 5 lone windows vote for the wrong language, and a
+    # run of 3 (a loan word) in the last segment.  Each window's evidence is log(0.8 / 0.2) = 1.39
+    # nats: leaving a language and coming back costs 2 x penalty: at 5, 10 nats, more than the run's
+    # 3 x 1.39 = 4.2 and far less than a true 20-window segment's ~25; at 1.5, 3 nats: the run is kept.
+    truth = np.array([0] * 20 + [1] * 20 + [0] * 20)
+    noisy = truth.copy()
+    noisy[[3, 11, 25, 33, 50]] ^= 1
+    noisy[45:48] ^= 1
+    posteriors = np.where(np.eye(2)[noisy] == 1, 0.8, 0.2)
+    assert viterbi_labels(posteriors, 0.0).tolist() == noisy.tolist()  # no penalty: the argmaxes
+    assert viterbi_labels(posteriors, 5.0).tolist() == truth.tolist()
+    kept = truth.copy()
+    kept[45:48] = 1
+    assert viterbi_labels(posteriors, 1.5).tolist() == kept.tolist()
+    voted = smooth_labels(posteriors, 5)  # the vote removes the lone windows, but widens the run
+    assert np.flatnonzero(np.diff(voted)).tolist() == [19, 39, 44, 48]
+    # A penalty larger than all the evidence for a switch removes it; a tie stays in the current label.
+    assert viterbi_labels(posteriors, 100.0).tolist() == [0] * 60
+    assert viterbi_labels(np.full((3, 2), 0.5), 0.0).tolist() == [0, 0, 0]
+    centers = np.arange(60) * 0.2 + 0.5
+    spans = detect_spans(posteriors, centers, 12.5, LANGS, Smoothing("viterbi", switch_penalty=5.0))
+    assert [(round(span.start, 2), span.lang) for span in spans] == [(0.0, "hi"), (4.5, "it"), (8.5, "hi")]
+    with pytest.raises(ValueError, match="smoothing method"):
+        Smoothing("hmm")
+    with pytest.raises(ValueError, match="switch_penalty"):
+        Smoothing("viterbi", switch_penalty=-1.0)
+    assert Smoothing("viterbi", switch_penalty=8.0).flags() == ["--smoothing", "viterbi", "--switch_penalty", "8"]
+
+
+def test_switch_metrics_match_one_to_one_and_count_false_alarms() -> None:
+    truth = {"a": [2.4], "b": [1.0, 3.0], "c": [2.0], "d": [1.0]}
+    detected = {"a": [2.5], "b": [1.7, 3.1, 5.0], "c": [], "d": [0.9, 1.05], "e": [1.0]}
+    metrics = switch_metrics(truth, detected, tolerance=0.3)
+    # hits: a 2.5 (0.1), b 3.1 (0.1), d 1.05 (0.05; 0.9 is the second detection near one true switch:
+    # a false alarm, not a second hit); b 1.0 (nearest 1.7) and c 2.0 are missed; "e" has no true switch.
+    assert metrics["hits"] == 3 and metrics["missed"] == 2 and metrics["n_true"] == 5
+    assert metrics["n_detected"] == 7 and metrics["false_alarms"] == 4  # 1.7, 5.0, 0.9, e's 1.0
+    assert metrics["precision"] == pytest.approx(3 / 7) and metrics["recall"] == pytest.approx(3 / 5)
+    assert metrics["f1"] == pytest.approx(2 * (3 / 7) * (3 / 5) / (3 / 7 + 3 / 5))
+    assert metrics["delay_mean"] == pytest.approx(0.25 / 3) and metrics["delay_median"] == pytest.approx(0.1)
+    assert metrics["delay_signed_mean"] == pytest.approx(0.25 / 3)
+    # The closest pair is matched first, whatever the order of the lists.
+    assert match_switches([1.0, 1.4], [1.3], 0.5) == [(1.4, 1.3)]
+    nothing = switch_metrics({"a": [1.0]}, {"a": []}, 0.3)
+    assert nothing["precision"] is None and nothing["recall"] == 0.0 and nothing["f1"] == 0.0
     assert degradation(23.0, 20.0) == pytest.approx(15.0) and degradation(5.0, 0.0) is None
 
 
@@ -210,12 +246,16 @@ def test_report_on_a_hand_example(sources: list[Path], tmp_path: Path) -> None:
     segments, base = result["systems"]["segments"], result["systems"]["base"]
     assert segments["wer"] == pytest.approx(200 / 12) and segments["wer_degradation_pct"] == pytest.approx(100.0)
     assert base["wer"] == 100.0 and base["num_missing_hyps"] == 0 and "switches" not in base
-    assert segments["switches"]["delay_mean"] == pytest.approx(0.2) and segments["switches"]["within_tolerance"] == 1
+    assert segments["switches"]["delay_mean"] == pytest.approx(0.2) and segments["switches"]["recall"] == 1
     table = (out / "codeswitch.md").read_text()
-    assert "|cs_inter|2|2|segments|16.7|" in table and "|+100.0%|0.20 / 0.20|100%|0 / 0|" in table
-    assert ("- cs_inter, segments: WER degradation +100.0% (target < 15%: **not met**); median switch delay"
-            " 0.20 s (target <= 0.5 s: met)") in table
-    assert segments["targets_met"] == {"degradation": False, "delay": True}
+    assert "|cs_inter|2|2|segments|16.7|" in table and "|+100.0%|100% / 100%|0 / 0|0.20 / 0.20|" in table
+    assert ("- cs_inter, segments: WER degradation +100.0% (target < 15%: **not met**); switches within 0.3 s:"
+            " recall 100%, precision 100% (2 of 2 true switches found, 0 false alarms)") in table
+    assert segments["targets_met"] == {"degradation": False}
+    # 0.2 s late is outside a 0.1 s tolerance: both detections are false alarms, both switches missed.
+    assert codeswitch_report.main([*args, "--tolerance", "0.1"]) == 0
+    late = json.loads((out / "results.json").read_text())["sets"]["cs_inter"]["systems"]["segments"]["switches"]
+    assert (late["hits"], late["missed"], late["false_alarms"], late["precision"]) == (0, 2, 2, 0.0)
     assert (out / "posteriors.png").stat().st_size > 0 and (out / "cs_inter" / "single" / "result.txt").is_file()
 
     del singles[one]
@@ -238,7 +278,7 @@ def test_codeswitch_decode_end_to_end(sources: list[Path], tmp_path: Path, whisp
     data = make_set(sources, tmp_path, "rapid", num_utts=2)
     out = tmp_path / "decode"
     args = ["--data_dir", str(data), "--lid_dir", str(tmp_path / "lid"), "--out_dir", str(out),
-            "--max_new_tokens", "3", "--smooth_windows", "3",
+            "--max_new_tokens", "3", "--smoothing", "viterbi", "--switch_penalty", "2",
             *(arg for lang, path in adapters.items() for arg in ("--adapter", f"{lang}={path}"))]
     assert codeswitch_decode.main(args) == 0
     utts = sorted(read_map(data / "wav.scp"))
@@ -257,10 +297,50 @@ def test_codeswitch_decode_end_to_end(sources: list[Path], tmp_path: Path, whisp
     stats = json.loads((out / "stats.json").read_text())
     assert list(stats["systems"]) == list(codeswitch_decode.SYSTEMS) and stats["utterances"] == 2
     assert stats["lid"]["win_frames"] == 50 and stats["lid"]["hop_frames"] == 10
+    assert stats["lid"]["smoothing"] == {"method": "viterbi", "switch_penalty": 2.0}
     assert stats["systems"]["oracle_segments"]["pieces"] == 8 and stats["lid_ms_per_utterance"] > 0
+
+    analysis_only = tmp_path / "analysis"
+    assert codeswitch_decode.main([*args[:4], "--out_dir", str(analysis_only), *args[6:], "--systems"]) == 0
+    assert read_times(analysis_only / "segments" / "detected") == detected
+    assert sorted(p.name for p in analysis_only.iterdir()) == ["segments", "stats.json"]
+    assert json.loads((analysis_only / "stats.json").read_text())["systems"] == {}
 
     singles = {s.source: "x" for segments in truth.values() for s in segments}
     write_map(tmp_path / "single_hyp", singles)
     assert codeswitch_report.main(["--sets", f"{data}:{out}", "--single_hyps", str(tmp_path / "single_hyp"),
                                    "--out_dir", str(tmp_path / "report")]) == 0
     assert (tmp_path / "report" / "posteriors.png").stat().st_size > 0
+    assert ('Switch detection (segments): {"method": "viterbi", "switch_penalty": 2.0}.'
+            in (tmp_path / "report" / "codeswitch.md").read_text())
+
+
+def test_smoothing_is_chosen_on_dev_posteriors_without_decoding(sources: list[Path], tmp_path: Path) -> None:
+    """select_smoothing: candidates re-detect switches from saved posteriors; the best dev F1 wins."""
+    data = make_set(sources, tmp_path, "inter", num_utts=2)
+    truth, switches = read_segments_truth(data / "segments_truth"), read_times(data / "switches")
+    out = tmp_path / "dev"
+    (out / "segments" / "posteriors").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for utt, segments in truth.items():
+        centers = np.arange(0.5, segments[-1].end, 0.2)
+        labels = np.array([LANGS.index(next(s.lang for s in segments if s.start <= c < s.end)) for c in centers])
+        flips = rng.random(len(labels)) < 0.25  # a quarter of the windows vote for the other language
+        posteriors = np.where(np.eye(2)[labels ^ flips] == 1, 0.8, 0.2)
+        np.save(out / "segments" / "posteriors" / f"{utt}.npy", np.column_stack([centers, posteriors]))
+    (out / "stats.json").write_text(json.dumps({"systems": {}, "lid": {"labels": list(LANGS)}}), encoding="utf-8")
+    args = ["--sets", f"{data}:{out}", "--out_dir", str(out), "--tolerance", "0.5"]
+    assert select_smoothing.main([*args, "--smooth_windows", "1", "--switch_penalties"]) == 0
+    only = json.loads((out / "smoothing.json").read_text())
+    assert only["chosen"] == {"method": "majority", "smooth_windows": 1} and only["candidates"][0]["precision"] < 0.5
+    assert select_smoothing.main(args) == 0
+    selection = json.loads((out / "smoothing.json").read_text())
+    assert len(selection["candidates"]) == 5 + 7 and selection["utterances"] == 2
+    best = max(row["f1"] for row in selection["candidates"])
+    chosen = next(row for row in selection["candidates"] if row["smoothing"] == selection["chosen"])
+    assert chosen["f1"] == best > only["candidates"][0]["f1"]
+    assert sum(len(times) for times in switches.values()) == chosen["n_true"] == 2
+    assert selection["flags"] == Smoothing(**selection["chosen"]).flags()
+    assert f"|**{chosen['description']}**|" in (out / "smoothing.md").read_text()
+    (out / "segments" / "posteriors" / f"{next(iter(truth))}.npy").unlink()
+    assert select_smoothing.main(args) == 1

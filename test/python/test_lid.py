@@ -26,12 +26,13 @@ from transformers import GenerationConfig, WhisperForConditionalGeneration
 from espnet_adapters.bin import eval_lid
 from espnet_adapters.bin import train_lid as train_lid_cli
 from espnet_adapters.data.kaldi import read_map, write_map
+from espnet_adapters.lid.calibration import expected_calibration_error, fit_temperature, nll
 from espnet_adapters.lid.config import LidConfig
 from espnet_adapters.lid.data import LidSet, crop_feats, pad_frames, parse_set_spec, valid_encoder_frames
 from espnet_adapters.lid.metrics import classification_report, confusion_matrix, confusion_markdown
 from espnet_adapters.lid.models import LidModel, predict_proba, window_posteriors, window_starts
 from espnet_adapters.lid.store import load_lid, save_lid
-from espnet_adapters.lid.train import balanced_order, train_lid
+from espnet_adapters.lid.train import balanced_order, random_crop, train_lid
 from espnet_adapters.lid.whisper_lid import whisper_lid_posteriors
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.whisper.encoder_cache import claim_cache_dir, encoder_fingerprint, shard_path, write_shard
@@ -141,6 +142,58 @@ def test_macro_f1_on_a_hand_example() -> None:
     # A label neither in the reference nor predicted does not count; one only predicted scores 0.
     report = classification_report(np.array([[2, 0, 1], [0, 0, 0], [0, 0, 0]]), ["hi", "pa", "te"])
     assert report["macro_f1"] == pytest.approx((0.8 + 0.0) / 2)
+
+
+def test_temperature_scaling_lowers_nll_on_a_miscalibrated_set() -> None:
+    # Labels drawn from softmax(z): z are calibrated logits; the over-confident model reports 3 z.
+    generator = torch.Generator().manual_seed(0)
+    n, labels = 4000, 3
+    logits = 1.5 * torch.randn(n, labels, generator=generator)
+    targets = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=generator).squeeze(1)
+    sharp = 3.0 * logits
+    temperature = fit_temperature(sharp, targets)
+    assert temperature == pytest.approx(3.0, rel=0.15)  # recovers the sharpening
+    before, after = torch.softmax(sharp, dim=1), torch.softmax(sharp / temperature, dim=1)
+    assert nll(after, targets) < nll(before, targets) - 0.1
+    assert expected_calibration_error(after, targets) < 0.5 * expected_calibration_error(before, targets)
+    assert torch.equal(after.argmax(dim=1), before.argmax(dim=1))  # the decisions do not change
+    # A perfectly confident and always right classifier is calibrated; a confident and always wrong one is not.
+    one_hot = torch.eye(labels)[targets]
+    assert expected_calibration_error(one_hot, targets) == 0.0
+    assert expected_calibration_error(one_hot, (targets + 1) % labels) == pytest.approx(1.0)
+
+
+def test_training_calibrates_on_dev_and_the_temperature_survives_save_load(
+    trained, sets: dict[str, LidSet], tmp_path: Path,  # noqa: ANN001
+) -> None:
+    cal = trained.calibration
+    assert cal is not None and cal["temperature"] == pytest.approx(float(trained.model.temperature))
+    assert cal["nll_after"] <= cal["nll_before"] + 1e-9  # T = 1 is a candidate: fitting cannot lose on dev
+    save_lid(tmp_path, trained.model, trained.labels, D_MODEL, {})
+    loaded = load_lid(tmp_path)
+    assert float(loaded.model.temperature) == pytest.approx(cal["temperature"])
+    frames = [sets["test"].frames[u] for u in sets["test"].utts]
+    assert torch.allclose(predict_proba(loaded.model, frames, 8), predict_proba(trained.model, frames, 8))
+    plain = train_lid(dataclasses.replace(quick("mlp_mean"), calibrate=False), sets["train"], sets["dev"], 1, CPU)
+    assert plain.calibration is None and float(plain.model.temperature) == 1.0
+
+
+def test_random_crops_for_training() -> None:
+    frames = torch.arange(400.0).unsqueeze(1).repeat(1, 2)  # 8 s of encoder frames
+    config = dataclasses.replace(LidConfig(), crop_seconds=(1.0, 2.0), crop_prob=1.0)
+    rng = np.random.default_rng(0)
+    crops = [random_crop(frames, config, rng) for _ in range(200)]
+    lengths = {len(crop) for crop in crops}
+    assert min(lengths) >= 50 and max(lengths) <= 100 and len(lengths) > 20  # 1-2 s, drawn uniformly
+    starts = {int(crop[0, 0]) for crop in crops}
+    assert len(starts) > 50 and all(torch.equal(crop, frames[int(crop[0, 0]):][: len(crop)]) for crop in crops)
+    assert random_crop(frames[:30], config, rng).shape[0] == 30  # shorter than any crop: whole
+    half = dataclasses.replace(config, crop_prob=0.5)
+    whole = sum(len(random_crop(frames, half, rng)) == 400 for _ in range(400))
+    assert 150 < whole < 250
+    assert random_crop(frames, LidConfig(), rng) is frames  # off by default
+    with pytest.raises(ValueError, match="crop_seconds"):
+        LidConfig(crop_seconds=(2.0, 1.0))
 
 
 def test_save_load_round_trip_and_label_check(trained, sets: dict[str, LidSet], tmp_path: Path) -> None:  # noqa: ANN001

@@ -234,10 +234,18 @@ def test_lid_routing_and_codeswitching(recipe: Path) -> None:
     for lang, adapter in zip(("hi", "it"), ADAPTERS):
         own = (recipe / "exp" / adapter / f"decode_{lang}_test" / "hyp").read_text().splitlines()
         assert {k: v for k, v in (line.split(maxsplit=1) for line in own if " " in line)}.items() <= oracle.items()
+    # The switch smoothing is chosen on dev code-switched sets (analysis only) and used on test.
+    selection = json.loads((routing / "codeswitch" / "dev" / "smoothing.json").read_text())
+    assert [Path(path).name for path in selection["sets"]] == ["cs_inter_dev", "cs_rapid_dev"]
+    assert selection["chosen"] in [row["smoothing"] for row in selection["candidates"]]
     for kind in ("inter", "rapid"):
         assert (routing / "codeswitch" / f"cs_{kind}" / "segments" / "hyp").is_file()
+        assert not (routing / "codeswitch" / "dev" / f"cs_{kind}_dev" / "segments" / "hyp").exists()
+        stats = json.loads((routing / "codeswitch" / f"cs_{kind}" / "stats.json").read_text())
+        assert stats["lid"]["smoothing"] == selection["chosen"]
     text = (recipe / "RESULTS.md").read_text(encoding="utf-8")
-    for section in ("## Language ID", "## Adapter routing", "## Code-switched test sets"):
+    for section in ("## Language ID", "## Adapter routing", "## Code-switched test sets",
+                    "### Switch detection: smoothing chosen on dev"):
         assert section in text
     assert (routing / "routing.png").is_file() and (routing / "codeswitch" / "report" / "posteriors.png").is_file()
     # Stage 13: the adapters' weight analysis, from the same adapters as routing.

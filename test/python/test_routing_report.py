@@ -47,6 +47,10 @@ LID_RESULTS = {
                "whisper": {"accuracy": whisper, "macro_f1": 0.1}}
         for name, cut, lid, whisper in (("full", 0, 0.75, 0.5), ("2s", 3, 0.5, 0.25), ("1s", 4, 0.25, 0.25))
     },
+    "calibration": {"n": 4, "temperature": 2.5, "nll_before": 0.9, "nll_after": 0.45, "ece_before": 0.2,
+                    "ece_after": 0.05},
+    "dev_calibration": {"n": 4, "temperature": 2.5, "nll_before": 0.8, "nll_after": 0.4, "ece_before": 0.25,
+                        "ece_after": 0.02},
 }
 CONFUSION_MD = ("## LID (mlp_attn)\n\n| ref \\ hyp | hi | it | total | recall |\n|---|---:|---:|---:|---:|\n"
                 "| **hi** | 2 | 0 | 2 | 100.0% |\n| **it** | 1 | 1 | 2 | 50.0% |\n\n"
@@ -172,6 +176,8 @@ def test_lid_section_and_figures(exp: Path) -> None:
     crops = table(md, "|crop|")
     assert list(crops) == ["1 s", "2 s", "full"]
     assert (crops["2 s"]["utterances cut"], crops["2 s"]["lid"], crops["2 s"]["whisper"]) == ("3", "50.0", "25.0")
+    assert "T = 2.50 fitted on dev" in md
+    assert "dev NLL 0.800 → 0.400, ECE 25.0 → 2.0%; test NLL 0.900 → 0.450, ECE 20.0 → 5.0%." in md
     assert "### Confusion: LID (mlp_attn)" in md and "| **it** | 1 | 1 | 2 | 50.0% |" in md
     assert "Whisper <|lang|>" not in md  # only the LID's confusion table
     assert "![confusion](../exp/m_lid_t/eval_test/confusion.png)" in md

@@ -135,7 +135,8 @@ route_strategies="oracle hard soft threshold hierarchical base"  # Stage 10: rou
 route_taus="0.5 0.7 0.9"  # Stage 10: threshold candidates; the one with the best dev WER is used on test.
 route_top_k=2          # Stage 10: adapters mixed by threshold routing when max p < tau.
 cs_kinds="inter rapid" # Stage 11: code-switched sets (inter: 2 sentences; rapid: 4 short ones alternating).
-cs_utts=16             # Stage 11: utterances per code-switched set.
+cs_utts=16             # Stage 11: utterances per code-switched set (test, and dev for choosing the switch smoothing).
+cs_tolerance=0.3       # Stages 11-12: a detected switch within this many seconds of a true one can be its hit.
 families=conf/families.yaml  # Stages 10 and 13: language -> family (hierarchical routing; adapter similarity
                              # within vs across families).
 export_licences=conf/export/data_licences.yaml  # Stage 14: the training data's licence per corpus (model cards).
@@ -210,9 +211,13 @@ for _backend in "decode_backend=${decode_backend}" "cache_backend=${cache_backen
         exit 2
     fi
 done
+# search_tag: the search (decode config, beam) that stages 10-11's output dirs carry; stage 7's
+# decode dirs carry inference_tag, which starts with it.
+search_tag=""
+[ "$(basename "${decode_config}")" = default.yaml ] || search_tag+="_$(basename "${decode_config}" .yaml)"
+[ "${beam_size:-1}" -gt 1 ] && search_tag+="_beam${beam_size}"
 if [ -z "${inference_tag}" ]; then
-    [ "$(basename "${decode_config}")" = default.yaml ] || inference_tag+="_$(basename "${decode_config}" .yaml)"
-    [ "${beam_size:-1}" -gt 1 ] && inference_tag+="_beam${beam_size}"
+    inference_tag=${search_tag}
     [ "${decode_lang}" = auto ] && inference_tag+="_langauto"
     [ "${decode_backend}" != ct2 ] || inference_tag+="_ct2"
     [ "${decode_backend}" != ct2 ] || [ "${ct2_quantization}" = int8 ] || inference_tag+="_${ct2_quantization}"

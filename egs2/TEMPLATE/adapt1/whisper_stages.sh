@@ -47,7 +47,7 @@ family_init() {
     route_tag=$(adapter_variants | awk 'NR == 1 { print $1 }')
     route_test=${test_sets%% *}
     lid_exp=${expdir}/${model_tag}_lid_$(basename "${lid_config}" .yaml)
-    route_exp=${expdir}/${model_tag}_routing_${route_tag}
+    route_exp=${expdir}/${model_tag}_routing_${route_tag}${search_tag}
     analysis_exp=${expdir}/${model_tag}_analysis_${route_tag}
     export_exp=${expdir}/${model_tag}_export_${route_tag}
 }
@@ -285,7 +285,7 @@ stage9() {
         mapfile -t caches < <(each_lang "${feats_dir}/encoder/<lang>_${split}")
         inputs=()
         for cache in "${caches[@]}"; do inputs+=("$(input_sig "${cache}" 5)") || return 1; done
-        esig="${sig} ${opts[*]} ${inputs[*]} $(checksum "${lid_exp}/lid_model.safetensors" "${feats[@]}")"
+        esig="${sig} ${opts[*]} ${inputs[*]} $(checksum "${lid_exp}/lid.json" "${lid_exp}/lid_model.safetensors" "${feats[@]}")"
         up_to_date "${out}" "${out}" "${esig}" && continue
         mkdir -p "${out}" && rm -f "${out}/.done"
         mapfile -t eval_sets < <(lid_sets "${split}")
@@ -369,34 +369,63 @@ stage10() {
     done
 }
 
+# cs_set KIND SPLIT: sets data, the code-switched set of KIND made from every language's SPLIT set
+# (dump/raw/cs_KIND for the routed test set, dump/raw/cs_KIND_SPLIT otherwise), and data_sig.
+cs_set() {
+    local kind=$1 split=$2 wavs in_dirs
+    data=${dumpdir}/raw/cs_${kind}
+    [ "${split}" = "${route_test}" ] || data+=_${split}
+    mapfile -t wavs < <(each_lang "${dumpdir}/raw/<lang>_${split}/wav.scp")
+    mapfile -t in_dirs < <(each_lang "${dumpdir}/raw/<lang>_${split}")
+    data_sig="utts=${cs_utts} seed=${seed} $(checksum "${wavs[@]}")"
+    up_to_date "${data}" "${data}" "${data_sig}" && return 0
+    ${train_cmd} "${expdir}/log/make_codeswitch_$(basename "${data}").log" \
+        python3 -m espnet_adapters.bin.make_codeswitch --kind "${kind}" --num_utts "${cs_utts}" \
+            --seed "${seed}" --in_dirs "${in_dirs[@]}" \
+            --out_dir "${data}" --audio_dir "${dumpdir}/audio/$(basename "${data}")"
+    mark_done "${data}" "${data_sig}"
+}
+
+# cs_decode DATA DIR SIG [CODESWITCH_DECODE OPTION ...]: codeswitch_decode of DATA into DIR, one job
+# with every core the training gets (--train_num_threads), unless DIR is up to date with SIG.
+cs_decode() {
+    local data=$1 dir=$2 sig=$3 _cmd
+    shift 3
+    up_to_date "${dir}" "${dir}" "${sig}" && return 0
+    mkdir -p "${dir}" && rm -f "${dir}/.done"
+    _cmd=$(job_cmd 1 "${decode_cmd}")
+    ${_cmd} --num-threads "${train_num_threads}" "${dir}/decode.log" \
+        python3 -m espnet_adapters.bin.codeswitch_decode --data_dir "${data}" --lid_dir "${lid_exp}" \
+            "${adapter_opts[@]}" --out_dir "${dir}" --whisper_model "${whisper_model}" \
+            --num_threads "${train_num_threads}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))" "$@"
+    mark_done "${dir}" "${sig}"
+}
+
+# stage11: code-switched sets from the dev and the routed test sets; the switch detector's smoothing
+# (majority vote or Viterbi with a switch penalty) chosen on the dev sets' LID posteriors (no
+# decoding), then every system decoded on the test sets with it.
 stage11() {
-    local kind data sig dir dsig wavs in_dirs _cmd
-    log "Stage 11: code-switching (${cs_kinds}) from the ${route_test} sets -> ${route_exp}/codeswitch"
+    local kind data data_sig dir model_sig dev_sets=() smoothing
+    log "Stage 11: code-switching (${cs_kinds}) from the dev and ${route_test} sets -> ${route_exp}/codeswitch"
     routing_adapters 11 || return 0
-    mapfile -t wavs < <(each_lang "${dumpdir}/raw/<lang>_${route_test}/wav.scp")
-    mapfile -t in_dirs < <(each_lang "${dumpdir}/raw/<lang>_${route_test}")
+    model_sig="model=${whisper_model} $(checksum "${lid_exp}/lid.json" "${lid_exp}/lid_model.safetensors" "${adapter_models[@]}")"
+    search_opts
     for kind in ${cs_kinds}; do
-        data=${dumpdir}/raw/cs_${kind}
-        sig="utts=${cs_utts} seed=${seed} $(checksum "${wavs[@]}")"
-        if ! up_to_date "${data}" "${data}" "${sig}"; then
-            ${train_cmd} "${expdir}/log/make_codeswitch_${kind}.log" \
-                python3 -m espnet_adapters.bin.make_codeswitch --kind "${kind}" --num_utts "${cs_utts}" \
-                    --seed "${seed}" --in_dirs "${in_dirs[@]}" \
-                    --out_dir "${data}" --audio_dir "${dumpdir}/audio/cs_${kind}"
-            mark_done "${data}" "${sig}"
-        fi
-        dir=${route_exp}/codeswitch/cs_${kind}
-        search_opts
-        dsig="${sig} model=${whisper_model} ${search_sig} $(checksum "${lid_exp}/lid_model.safetensors" "${adapter_models[@]}")"
-        up_to_date "${dir}" "${dir}" "${dsig}" && continue
-        mkdir -p "${dir}" && rm -f "${dir}/.done"
-        _cmd=$(job_cmd 1 "${decode_cmd}")
-        # One job: every core the training gets (--train_num_threads).
-        ${_cmd} --num-threads "${train_num_threads}" "${dir}/decode.log" \
-            python3 -m espnet_adapters.bin.codeswitch_decode --data_dir "${data}" --lid_dir "${lid_exp}" \
-                "${adapter_opts[@]}" --out_dir "${dir}" --whisper_model "${whisper_model}" \
-                "${search[@]}" --num_threads "${train_num_threads}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))"
-        mark_done "${dir}" "${dsig}"
+        cs_set "${kind}" dev
+        dir=${route_exp}/codeswitch/dev/$(basename "${data}")
+        # the search options only for the adapters' encoder_trim check: nothing is decoded
+        cs_decode "${data}" "${dir}" "${data_sig} ${model_sig} analysis" "${search[@]}" --systems
+        dev_sets+=("${data}:${dir}")
+    done
+    smoothing=$(quietly "${route_exp}/log/select_smoothing.log" \
+        python3 -m espnet_adapters.bin.select_smoothing --sets "${dev_sets[@]}" \
+            --out_dir "${route_exp}/codeswitch/dev" --tolerance "${cs_tolerance}")
+    log "  switch smoothing (best dev F1 within ${cs_tolerance} s): ${smoothing}"
+    for kind in ${cs_kinds}; do
+        cs_set "${kind}" "${route_test}"
+        # shellcheck disable=SC2086  # the flags select_smoothing printed
+        cs_decode "${data}" "${route_exp}/codeswitch/cs_${kind}" "${data_sig} ${model_sig} ${search_sig} ${smoothing}" \
+            "${search[@]}" ${smoothing}
     done
 }
 
@@ -415,6 +444,7 @@ stage12() {
         ${train_cmd} "${route_exp}/log/codeswitch_report.log" \
             python3 -m espnet_adapters.bin.codeswitch_report --sets "${sets[@]}" \
                 --single_hyps "${route_exp}/oracle/hyp" --out_dir "${route_exp}/codeswitch/report" \
+                --tolerance "${cs_tolerance}" --smoothing_md "${route_exp}/codeswitch/dev/smoothing.md" \
                 --link_dir "${link_dir}"
     fi
     write_results
@@ -462,7 +492,7 @@ stage14() {
     fi
     if multilingual && [ -f "${lid_exp}/.done" ]; then
         opts+=(--lid_dir "${lid_exp}")
-        inputs+=("${lid_exp}/lid_model.safetensors")
+        inputs+=("${lid_exp}/lid.json" "${lid_exp}/lid_model.safetensors")
     fi
     if [ -f "${route_exp}/tau_selection.json" ]; then
         opts+=(--routing_dir "${route_exp}" --top_k "${route_top_k}")
