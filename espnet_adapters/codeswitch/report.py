@@ -292,6 +292,15 @@ def _target_lines(results: Mapping[str, Any]) -> list[str]:
     return ["", "Targets:", "", *lines] if lines else []
 
 
+def _smoothing_text(smoothing: Mapping[str, Any] | None) -> str | None:
+    """stats.json's lid.smoothing in words (codeswitch.detect.Smoothing.as_dict)."""
+    if not smoothing:
+        return None
+    if smoothing.get("method") == "viterbi":
+        return f"Viterbi smoothing of the window labels, switch penalty {smoothing['switch_penalty']:g}"
+    return f"majority vote over {smoothing.get('smooth_windows')} windows"
+
+
 def markdown(results: Mapping[str, Any]) -> str:
     """The codeswitch.md section (for make_results --extra_md): one row per set and system, then the targets."""
     tolerance = results["tolerance"]
@@ -308,10 +317,10 @@ def markdown(results: Mapping[str, Any]) -> str:
         f"|missed / false alarms|delay mean / median (s)|",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    smoothing = {json.dumps((entry.get("lid") or {}).get("smoothing"), sort_keys=True)
-                 for entry in results["sets"].values()} - {"null"}
+    smoothing = {_smoothing_text((entry.get("lid") or {}).get("smoothing")) for entry in results["sets"].values()}
+    smoothing.discard(None)
     if smoothing:
-        lines[6:6] = ["Switch detection (segments): " + "; ".join(sorted(smoothing)) + ".", ""]
+        lines[-2:-2] = ["Switches of the segments system: " + "; ".join(sorted(smoothing)) + ".", ""]
     for name, entry in results["sets"].items():
         for system, scores in entry["systems"].items():
             cells = [name, str(entry["num_utts"]), str(entry["num_switches"]), system, f"{scores['wer']:.1f}",

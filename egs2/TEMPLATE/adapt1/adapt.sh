@@ -136,7 +136,9 @@ route_taus="0.5 0.7 0.9"  # Stage 10: threshold candidates; the one with the bes
 route_top_k=2          # Stage 10: adapters mixed by threshold routing when max p < tau.
 cs_kinds="inter rapid" # Stage 11: code-switched sets (inter: 2 sentences; rapid: 4 short ones alternating).
 cs_utts=16             # Stage 11: utterances per code-switched set (test, and dev for choosing the switch smoothing).
-cs_tolerance=0.3       # Stages 11-12: a detected switch within this many seconds of a true one can be its hit.
+cs_tolerance=0.3       # Stage 12: a detected switch within this many seconds of a true one can be its hit.
+cs_select_tolerance=1.0  # Stage 11: the same, for choosing the switch smoothing on dev (best F1): a switch found
+                         # 0.5 s off still cuts two sentences nearly right, a false alarm splits one.
 families=conf/families.yaml  # Stages 10 and 13: language -> family (hierarchical routing; adapter similarity
                              # within vs across families).
 export_licences=conf/export/data_licences.yaml  # Stage 14: the training data's licence per corpus (model cards).

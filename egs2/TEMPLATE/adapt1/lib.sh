@@ -117,7 +117,8 @@ check_options() {
             [[ "${item}" =~ ^[0-9]+$ ]] || option_error "${name}" "${!name}" "whole numbers separated by spaces"
         done
     done
-    for name in min_dur max_dur owsm_maxlenratio speed_perturb_factors route_taus cs_tolerance; do
+    for name in min_dur max_dur owsm_maxlenratio speed_perturb_factors route_taus cs_tolerance \
+        cs_select_tolerance; do
         for item in ${!name}; do
             [[ "${item}" =~ ^[0-9]*\.?[0-9]+$ ]] || option_error "${name}" "${!name}" "numbers separated by spaces"
         done

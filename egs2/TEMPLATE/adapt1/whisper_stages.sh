@@ -419,8 +419,8 @@ stage11() {
     done
     smoothing=$(quietly "${route_exp}/log/select_smoothing.log" \
         python3 -m espnet_adapters.bin.select_smoothing --sets "${dev_sets[@]}" \
-            --out_dir "${route_exp}/codeswitch/dev" --tolerance "${cs_tolerance}")
-    log "  switch smoothing (best dev F1 within ${cs_tolerance} s): ${smoothing}"
+            --out_dir "${route_exp}/codeswitch/dev" --tolerance "${cs_select_tolerance}")
+    log "  switch smoothing (best dev F1 within ${cs_select_tolerance} s): ${smoothing}"
     for kind in ${cs_kinds}; do
         cs_set "${kind}" "${route_test}"
         # shellcheck disable=SC2086  # the flags select_smoothing printed
