@@ -338,7 +338,7 @@ def write_report(
                                   selection.chosen)
     plot_routing(results, langs, out_png)
     with atomic_write(out_md) as out:
-        out.write("\n".join(lines))
+        out.write("\n".join(lines).rstrip("\n") + "\n\n")  # a blank line before the next section
     for result in results:
         logger.info("%-9s WER %.2f%% routing accuracy %.3f latency %.2f ms/utt",
                     result.name, result.wer, result.routing_accuracy, result.latency_ms)
