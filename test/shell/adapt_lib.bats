@@ -175,13 +175,15 @@ set -euo pipefail
 . "$1"; . "$2"
 expdir=$3/exp dumpdir=$3/dump adapter_tag=r32_qv_dec lora_config=$3/r32_qv_dec.yaml
 lora_ranks=$(seq -s ' ' 1 20000) whisper_model=tools/models/whisper-base test_sets=test lid_config=conf/lid/mlp.yaml
+search_tag=_beam5
 config_fields=$'where=decoder\nencoder_top=0'
 family_init
-echo "route_tag=${route_tag} cache=${use_encoder_cache}"
+echo "route_tag=${route_tag} cache=${use_encoder_cache} route_exp=${route_exp##*/}"
 SH
   PATH="${REPO}/tools/venv/bin:${PATH}" run bash "${D}/init.sh" "${TEMPLATE}/lib.sh" "${TEMPLATE}/whisper_stages.sh" "${D}"
   [ "$status" -eq 0 ]
-  [ "${lines[-1]}" = "route_tag=r1_qv_dec cache=true" ]
+  # stages 10-12 write under a dir that carries the search tag (another --beam_size: another dir)
+  [ "${lines[-1]}" = "route_tag=r1_qv_dec cache=true route_exp=whisper_base_routing_r1_qv_dec_beam5" ]
 }
 
 @test "family_init and stage 5: encoder_top trains on the states below the top layers, decodes from features; language ID's encoder outputs wait for stage 9" {
@@ -189,7 +191,7 @@ SH
 set -euo pipefail
 . "$1"; . "$2"
 expdir=$3/exp dumpdir=$3/dump adapter_tag=x lora_ranks="" whisper_model=tools/models/whisper-base
-test_sets="test test_other" lid_config=conf/lid/mlp.yaml langs="hi it" train_split=train cache_backend=hf
+test_sets="test test_other" lid_config=conf/lid/mlp.yaml langs="hi it" train_split=train cache_backend=hf search_tag=""
 cache_set() { echo "$2/$1"; }
 all_sets() { echo hi_train hi_dev hi_test hi_test_other it_train it_dev it_test it_test_other; }
 for lora_config in "$4"/conf/lora/r32_qv_dec.yaml "$4"/conf/lora/r32_qv_dec_enc2.yaml "$4"/conf/lora/r32_qv_both.yaml; do
