@@ -7,8 +7,8 @@ LID posteriors, no decoding).  Every candidate (a majority vote over each of
 ``--smooth_windows`` windows; Viterbi with each of ``--switch_penalties``)
 re-detects the switches from the saved posteriors; true and detected switches
 are matched one to one within ``--tolerance`` s (codeswitch_report's metric),
-pooled over the sets; the highest F1 wins, ties go to the more smoothing
-candidate (espnet_adapters.codeswitch.tune).
+pooled over the sets; the highest F1 wins, ties go to the later candidate (majority
+votes, then Viterbi, each by increasing smoothing; espnet_adapters.codeswitch.tune).
 
 Writes, atomically, into ``--out_dir``: smoothing.md (the dev table), then
 smoothing.json (every candidate's precision, recall, F1, delays; the chosen one

@@ -6,7 +6,8 @@ LID labels (stats.json).  Here each candidate :class:`~.detect.Smoothing` (major
 votes over 1, 3, ... windows; Viterbi with each switch penalty) re-detects the
 switches from those posteriors, and :func:`~.report.switch_metrics` scores them
 against the set's true switches, pooled over the sets: the candidate with the
-highest switch F1 within the tolerance is chosen (ties: the later candidate, i.e.
+highest switch F1 within the tolerance is chosen (ties: the later candidate of the
+grid, majority votes by window count, then Viterbi by penalty: within a method,
 the more smoothing).  Nothing is decoded: the choice costs no Whisper decoding,
 and the test sets are never looked at.
 """
