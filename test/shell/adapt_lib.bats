@@ -95,7 +95,10 @@ setup() {
     mkdir -p "${D}/exp"
     bash "${D}/adapt.sh" "${TEMPLATE}/lib.sh" "${D}/exp" > "${D}/out" 2>&1 &
     local pid=$!
-    for _ in $(seq 100); do [ -f "${D}/exp/started" ] && break; sleep 0.1; done
+    # up to 60 s: on a loaded machine (CI installing, other jobs) starting bash and lib.sh can take long;
+    # a signal sent before the traps are set would test nothing
+    for _ in $(seq 600); do [ -f "${D}/exp/started" ] && break; sleep 0.1; done
+    [ -f "${D}/exp/started" ]
     kill "-${signal}" "${pid}"
     code=0 && wait "${pid}" || code=$?
     [ "${code}" -eq "$([ "${signal}" = TERM ] && echo 143 || echo 129)" ]
