@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from espnet_adapters.lid.models import window_starts
+from espnet_adapters.lid.windows import window_starts
 
 
 class Span(NamedTuple):
@@ -45,7 +45,7 @@ class Span(NamedTuple):
 
 
 def window_centers(n_frames: int, win_frames: int, hop_frames: int, frame_seconds: float) -> np.ndarray:
-    """Centre time (s) of each window of :func:`~espnet_adapters.lid.models.window_starts`; the last window may be shorter."""
+    """Centre time (s) of each window of :func:`~espnet_adapters.lid.windows.window_starts`; the last window may be shorter."""
     starts = window_starts(n_frames, win_frames, hop_frames)
     return np.array([(start + min(win_frames, n_frames - start) / 2) * frame_seconds for start in starts])
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from espnet_adapters.codeswitch.detect import Smoothing
 from espnet_adapters.codeswitch.truth import (
     DETECTED, POSTERIORS, SEGMENTS_TRUTH, SWITCHES, read_segments_truth, read_times,
 )
@@ -293,12 +294,8 @@ def _target_lines(results: Mapping[str, Any]) -> list[str]:
 
 
 def _smoothing_text(smoothing: Mapping[str, Any] | None) -> str | None:
-    """stats.json's lid.smoothing in words (codeswitch.detect.Smoothing.as_dict)."""
-    if not smoothing:
-        return None
-    if smoothing.get("method") == "viterbi":
-        return f"Viterbi smoothing of the window labels, switch penalty {smoothing['switch_penalty']:g}"
-    return f"majority vote over {smoothing.get('smooth_windows')} windows"
+    """stats.json's lid.smoothing (:meth:`Smoothing.as_dict`) in words: :meth:`Smoothing.describe`."""
+    return Smoothing(**smoothing).describe() if smoothing else None
 
 
 def markdown(results: Mapping[str, Any]) -> str:
@@ -320,7 +317,7 @@ def markdown(results: Mapping[str, Any]) -> str:
     smoothing = {_smoothing_text((entry.get("lid") or {}).get("smoothing")) for entry in results["sets"].values()}
     smoothing.discard(None)
     if smoothing:
-        lines[-2:-2] = ["Switches of the segments system: " + "; ".join(sorted(smoothing)) + ".", ""]
+        lines[-2:-2] = ["Switches of the segments system, window labels smoothed by " + "; ".join(sorted(smoothing)) + ".", ""]
     for name, entry in results["sets"].items():
         for system, scores in entry["systems"].items():
             cells = [name, str(entry["num_utts"]), str(entry["num_switches"]), system, f"{scores['wer']:.1f}",

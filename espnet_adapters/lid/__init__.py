@@ -11,6 +11,7 @@ Modules, one concern each:
   data.py      the frames of a set: valid encoder frames (``feats_shape``) read from the cache
   models.py    ``LidModel``: [1-D CNN] + mean|attention pooling + linear|MLP classifier;
                ``window_posteriors`` for segment-level LID
+  windows.py   ``window_starts``: the sliding windows (pure Python, also used by codeswitch.detect)
   train.py     the training loop: balanced languages, AdamW, selection on dev accuracy
   store.py     ``save_lid``/``load_lid``: ``lid_model.safetensors`` + ``lid.json``;
                ``lid_base_model``: the Whisper model whose encoder the LID was trained on

@@ -11,7 +11,6 @@ larger than the rest and would otherwise dominate a linear probe's training.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterable
 
 import torch
@@ -19,6 +18,7 @@ from torch import nn
 
 from espnet_adapters.lid.config import LidConfig
 from espnet_adapters.lid.data import pad_frames
+from espnet_adapters.lid.windows import window_starts
 
 
 class MeanPooling(nn.Module):
@@ -121,19 +121,6 @@ def predict_logits(model: LidModel, frames: Iterable[torch.Tensor], batch_size: 
 def predict_proba(model: LidModel, frames: Iterable[torch.Tensor], batch_size: int) -> torch.Tensor:
     """Posteriors (N, n_labels): the softmax of :func:`predict_logits` (calibrated if the model is)."""
     return torch.softmax(predict_logits(model, frames, batch_size), dim=-1)
-
-
-def window_starts(n_frames: int, win_frames: int, hop_frames: int) -> list[int]:
-    """First frames of the windows :func:`window_posteriors` classifies.
-
-    Windows start every ``hop_frames`` frames until one reaches the end, so the
-    last one may be shorter than ``win_frames``; a signal shorter than one
-    window is a single window.
-    """
-    if win_frames < 1 or hop_frames < 1 or n_frames < 1:
-        raise ValueError(f"need frames, win_frames and hop_frames >= 1, got {n_frames}, {win_frames}, {hop_frames}")
-    count = 1 + max(0, math.ceil((n_frames - win_frames) / hop_frames))
-    return [index * hop_frames for index in range(count)]
 
 
 def window_posteriors(frames: torch.Tensor, model: LidModel, win_frames: int, hop_frames: int) -> torch.Tensor:

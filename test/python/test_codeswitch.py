@@ -312,8 +312,8 @@ def test_codeswitch_decode_end_to_end(sources: list[Path], tmp_path: Path, whisp
                                    "--out_dir", str(tmp_path / "report")]) == 0
     assert (tmp_path / "report" / "posteriors.png").stat().st_size > 0
     report = (tmp_path / "report" / "codeswitch.md").read_text()
-    assert ("false alarm; delay: |detected - true| of the hits.\n\nSwitches of the segments system: Viterbi"
-            " smoothing of the window labels, switch penalty 2.\n\n|set|") in report
+    assert ("false alarm; delay: |detected - true| of the hits.\n\nSwitches of the segments system, window"
+            " labels smoothed by viterbi, switch penalty 2.\n\n|set|") in report
 
 
 def test_smoothing_is_chosen_on_dev_posteriors_without_decoding(sources: list[Path], tmp_path: Path) -> None:
