@@ -9,7 +9,11 @@ Writes into ``--out_dir`` (a cache directory shared by all jobs):
                            cache: delete the directory)
 
 With ``--encoder_top N`` (an adapter on the top N encoder layers) the states
-below those layers are stored instead of the outputs.
+below those layers are stored instead of the outputs.  With ``--encoder_span
+speech`` the encoder runs on each utterance's speech + ``--encoder_trim``
+seconds (its duration from ``--data_dir``'s utt2dur, else its features: the
+decoders' rule) instead of the 30 s window, and each entry holds only those
+frames (``espnet_adapters/whisper/inputs.py``).
 The recipe runs this as ``run.pl JOB=1:N ... --shard JOB``, every job with the
 whole set's ``--feats_scp`` and its own ``--keys``.  Only the encoder runs,
 under ``torch.inference_mode``; decoder-only LoRA training and decoding then
@@ -26,11 +30,13 @@ rounding of the cache), 1.33x faster per utterance on this project's CPU
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -40,8 +46,10 @@ from espnet_adapters.whisper.encoder_cache import (
     claim_cache_dir, encode_batches, encoder_fingerprint, shard_path, torch_encode, write_shard,
 )
 from espnet_adapters.whisper.ct2_decode import cache_encode, cache_encoder_name, open_ct2_whisper
-from espnet_adapters.whisper.encoder import cut_layer_below_top
-from espnet_adapters.whisper.features import iter_feats_scp, job_keys
+from espnet_adapters.train.data import utterance_seconds
+from espnet_adapters.whisper.encoder import ENCODER_SPANS, cut_layer_below_top
+from espnet_adapters.whisper.inputs import encode_speech, speech_frames
+from espnet_adapters.whisper.features import iter_feats_scp, job_keys, stack_features
 from espnet_adapters.whisper.model import load_whisper, pick_device
 
 logger = logging.getLogger(__name__)
@@ -64,6 +72,12 @@ def get_parser() -> argparse.ArgumentParser:
                         help="hf: transformers' encoder; ct2: CTranslate2's, on --ct2_dir (whole encoder only).")
     parser.add_argument("--ct2_dir", type=Path, default=None,
                         help="--backend ct2: export_adapter's ct2_float32 dir of the base model.")
+    parser.add_argument("--encoder_span", choices=ENCODER_SPANS, default="window",
+                        help="window: Whisper's 30 s window; speech: each utterance's speech + --encoder_trim.")
+    parser.add_argument("--encoder_trim", type=float, default=None,
+                        help="--encoder_span speech: seconds after the speech the encoder runs on (the decode config's).")
+    parser.add_argument("--data_dir", type=Path, default=None,
+                        help="--encoder_span speech: the set's data dir, whose utt2dur gives the durations.")
     parser.add_argument("--ngpu", type=int, default=0, help="0 runs on the CPU, 1 on a CUDA device.")
     parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads of this job.")
     return parser
@@ -83,6 +97,11 @@ def run(args: argparse.Namespace) -> None:
         cut_layer = cut_layer_below_top(args.encoder_top, model.config.encoder_layers)
     except ValueError as err:
         raise UserInputError(f"--{err}") from err
+    speech = args.encoder_span == "speech"
+    if speech and (args.encoder_trim is None or args.encoder_trim < 0 or args.backend != "hf" or args.data_dir is None):
+        raise UserInputError("--encoder_span speech needs --encoder_trim SECONDS (>= 0), --data_dir and --backend hf")
+    if not speech and args.encoder_trim is not None:
+        raise UserInputError("--encoder_trim goes with --encoder_span speech (a window cache holds all 1500 frames)")
     encoder_name = None  # transformers
     if args.backend == "ct2":
         ct2 = open_ct2_whisper(args.ct2_dir, args.whisper_model, ngpu=args.ngpu, num_threads=args.num_threads,
@@ -90,19 +109,42 @@ def run(args: argparse.Namespace) -> None:
         encode, encoder_name = cache_encode(ct2), cache_encoder_name(ct2)
     else:
         encode = torch_encode(model.get_encoder(), cut_layer)
-    fingerprint = encoder_fingerprint(args.whisper_model, args.feats_scp, cut_layer)
-    claim_cache_dir(args.out_dir, fingerprint, args.whisper_model, cut_layer, encoder_name)
-    shape = (model.config.max_source_positions, model.config.d_model)
+    margin = args.encoder_trim if speech else None
+    fingerprint = encoder_fingerprint(args.whisper_model, args.feats_scp, cut_layer, margin)
+    claim_cache_dir(args.out_dir, fingerprint, args.whisper_model, cut_layer, encoder_name, margin)
+    d_model = model.config.d_model
+    shapes = [(model.config.max_source_positions, d_model)] * len(keys)
+    if speech:
+        seconds = utterance_seconds(args.data_dir, args.feats_scp, keys)
+        frames = dict(zip(keys, speech_frames([seconds[utt] for utt in keys], margin)))
+        shapes = [(frames[utt], d_model) for utt in keys]
     start = time.perf_counter()
     with tqdm(total=len(keys), desc=f"encode {args.feats_scp.parent.name}", mininterval=10) as progress:
-        outputs = encode_batches(encode, iter_feats_scp(args.feats_scp, keys), args.batch_size, progress)
-        write_shard(shard_path(args.out_dir, args.shard), outputs, keys, shape, fingerprint)
+        items = iter_feats_scp(args.feats_scp, keys)
+        outputs = (speech_batches(model.get_encoder(), frames, cut_layer, items, args.batch_size, progress) if speech
+                   else encode_batches(encode, items, args.batch_size, progress))
+        write_shard(shard_path(args.out_dir, args.shard), outputs, keys, shapes, fingerprint)
     wall = time.perf_counter() - start
     logger.info(
-        "%s: %d utterances in %.1f s (%.2f s each, %s), %.2f MB each",
+        "%s: %d utterances in %.1f s (%.2f s each, %s, %s), %.2f MB each on average",
         shard_path(args.out_dir, args.shard), len(keys), wall, wall / max(len(keys), 1), args.backend,
-        shape[0] * shape[1] * 2 / 1e6,
+        args.encoder_span, sum(rows for rows, _ in shapes) * d_model * 2 / 1e6 / max(len(keys), 1),
     )
+
+
+def speech_batches(
+    encoder: torch.nn.Module, frames: dict[str, int], cut_layer: int | None, items: Iterator[tuple[str, np.ndarray]],
+    batch_size: int, progress: tqdm,
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(utt, its own frames' outputs)`` for ``--encoder_span speech``, batch by batch (each utterance alone)."""
+    parameter = next(encoder.parameters())
+    while batch := list(itertools.islice(items, batch_size)):
+        counts = [frames[utt] for utt, _ in batch]
+        features = stack_features([feats for _, feats in batch]).to(parameter.device, parameter.dtype)
+        with torch.inference_mode():
+            hidden = encode_speech(encoder, counts, features=features, cut_layer=cut_layer).to("cpu")
+        progress.update(len(batch))
+        yield from ((utt, row[:count]) for (utt, _), row, count in zip(batch, hidden, counts))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -72,6 +72,7 @@ from espnet_adapters.whisper.inputs import (
     input_kind,
     load_payloads,
     open_cache,
+    speech_margin,
 )
 from espnet_adapters.whisper.model import pick_device
 from espnet_adapters.whisper.routing import STRATEGIES, adapter_languages, load_routed_whisper, route, routed_languages
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> None:
     check_route_options(args.strategy, args.posteriors, args.tau, args.top_k, list(adapters))
     lang_mode = "auto" if args.strategy == "base" else "forced"  # forced: batches grouped by batch_key
     opts = decode_options(args, lang_mode)
-    cut_layer = check_adapter_encoder_trim(list(adapters.values()), opts.encoder_trim)
+    cut_layer = check_adapter_encoder_trim(list(adapters.values()), opts.encoder_trim, opts.encoder_span)
     model, processor = load_routed_whisper(args.whisper_model, pick_device(args.ngpu), adapters)
     languages = adapter_languages(model)
     unknown = [lang for lang in languages if f"<|{lang}|>" not in model.generation_config.lang_to_id]
@@ -116,7 +117,8 @@ def run(args: argparse.Namespace) -> None:
     utts = list(payloads)
     cache = None
     if args.encoder_cache is not None:
-        cache = open_cache(args.encoder_cache, args.whisper_model, utts, list(adapters.values()), args.feats_scp)
+        cache = open_cache(args.encoder_cache, args.whisper_model, utts, list(adapters.values()), args.feats_scp,
+                           speech_margin(opts))
     posteriors = strategy_posteriors(args.strategy, utts, languages, utt2lang=args.data_dir / "utt2lang",
                                      posteriors=args.posteriors)
     families = adapter_families(args.families, languages) if args.strategy == "hierarchical" else None

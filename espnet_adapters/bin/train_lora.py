@@ -71,6 +71,7 @@ from espnet_adapters.train.tracking import TRACKERS
 from espnet_adapters.train.trainer import TrainConfig, Trainer, prepare_out_dir, seed_everything
 from espnet_adapters.utils.cli import LOG_FORMAT, UserInputError, make_parser, run_main
 from espnet_adapters.whisper.decode import DecodeOptions, add_search_arguments, decode_options
+from espnet_adapters.whisper.inputs import speech_margin
 from espnet_adapters.whisper.lora import (
     LoraSpec, apply_lora, count_parameters, encoder_cut_layer, target_regex, touches_encoder,
 )
@@ -229,6 +230,7 @@ def train(args: argparse.Namespace, dist: Dist, device: torch.device) -> None:
     load = functools.partial(
         load_dataset, lang=args.lang, tokenizer=processor.tokenizer,
         max_target_positions=model.config.max_target_positions, model_source=args.whisper_model,
+        speech_margin=speech_margin(decode_opts),
     )
     cut_layer = encoder_cut_layer(spec, model.config.encoder_layers)
     train_set = load(args.train_dir, feats_scp=args.train_feats, encoder_cache=args.train_encoder_cache,
@@ -248,6 +250,8 @@ def train(args: argparse.Namespace, dist: Dist, device: torch.device) -> None:
         "seed": args.seed,
         # decoders refuse this adapter with another encoder_trim (it saw other encoder frames)
         "encoder_trim": decode_opts.encoder_trim,
+        # and with another encoder_span (window: the encoder on the 30 s window; speech: on the speech + encoder_trim)
+        "encoder_span": decode_opts.encoder_span,
         # and decode it with the frames cut before this encoder layer (encoder_top; None: after the encoder)
         "encoder_cut_layer": cut_layer,
         "decode_config": None if args.decode_config is None else str(args.decode_config),

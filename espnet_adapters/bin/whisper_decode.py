@@ -87,6 +87,7 @@ from espnet_adapters.whisper.inputs import (
     input_kind,
     load_payloads,
     open_cache,
+    speech_margin,
 )
 from espnet_adapters.whisper.features import stack_features
 from espnet_adapters.whisper.model import load_whisper, pick_device
@@ -144,10 +145,13 @@ def run(args: argparse.Namespace) -> None:
                                compute_type=args.ct2_compute_type)
         adapter_dirs = [] if ct2.export.adapter_copy is None else [ct2.export.adapter_copy]
         processor = ct2.processor
-    cut_layer = check_adapter_encoder_trim(adapter_dirs, opts.encoder_trim)
+    cut_layer = check_adapter_encoder_trim(adapter_dirs, opts.encoder_trim, opts.encoder_span)
     if ct2 is not None and cut_layer is not None and opts.encoder_trim is not None:
         raise UserInputError(f"{adapter_dirs[0]}: the adapter cuts the encoder frames before layer {cut_layer}, "
                              "which CTranslate2 cannot; decode it with --decode_backend hf")
+    if ct2 is not None and opts.encoder_span == "speech":
+        raise UserInputError("encoder_span speech: CTranslate2 runs its encoder on the 30 s window; "
+                             "decode with --decode_backend hf")
     if ct2 is None:
         model, processor = load_whisper(args.whisper_model, pick_device(args.ngpu), args.adapter_dir,
                                         args.merge_adapter)
@@ -159,7 +163,8 @@ def run(args: argparse.Namespace) -> None:
     audio_seconds = loaded.audio_seconds
     cache = None
     if args.encoder_cache is not None:
-        cache = open_cache(args.encoder_cache, args.whisper_model, list(loaded.features), adapter_dirs, args.feats_scp)
+        cache = open_cache(args.encoder_cache, args.whisper_model, list(loaded.features), adapter_dirs, args.feats_scp,
+                           speech_margin(opts))
     items = [(utt, feats, utt2lang.get(utt, "")) for utt, feats in loaded.features.items()]
     start = time.perf_counter()
     hyps: list[Hypothesis] = []
@@ -175,7 +180,7 @@ def run(args: argparse.Namespace) -> None:
                                                     stats=counts)
             else:
                 inputs = batch_inputs(batch, cache, model=model, durations=durations, encoder_trim=opts.encoder_trim,
-                                      cut_layer=cut_layer)
+                                      cut_layer=cut_layer, encoder_span=opts.encoder_span)
                 languages = forced if forced is not None else detect_languages(model, **inputs)
                 texts = decode_features(model, processor.tokenizer, **inputs, languages=languages, opts=opts,
                                         durations=durations, stats=counts)

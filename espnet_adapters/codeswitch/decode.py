@@ -246,7 +246,7 @@ def decode_codeswitch(
     ``adapters`` maps each LID label to its adapter dir; ``whisper_model`` None
     is lid.json's base model; ``num_threads`` is only recorded in stats.json.
     """
-    cut_layer = check_adapter_encoder_trim(list(adapters.values()), options.encoder_trim)
+    cut_layer = check_adapter_encoder_trim(list(adapters.values()), options.encoder_trim, options.encoder_span)
     lid = load_lid(lid_dir, expected_labels=list(adapters))
     whisper_model = lid_base_model(lid_dir, lid, whisper_model)
     device = pick_device(ngpu)

@@ -149,7 +149,7 @@ def decode_routed(
             rows = torch.stack([weights[utt] for utt in utts])
             with RoutingWeights(model, rows):
                 inputs = batch_inputs(batch, cache, model=model, durations=seconds, encoder_trim=opts.encoder_trim,
-                                      cut_layer=cut_layer)
+                                      cut_layer=cut_layer, encoder_span=opts.encoder_span)
                 languages = [routed[utt] for utt in utts]
                 if None in languages:
                     detected = detect_languages(model, **inputs)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from espnet_adapters.data.kaldi import ark_file, read_map_lines
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.whisper.encoder_cache import FINGERPRINT_FILE, EncoderCache, encoder_fingerprint
 from espnet_adapters.whisper.features import stack_features
+from espnet_adapters.whisper.inputs import check_cached_frames, speech_frames
 
 logger = logging.getLogger(__name__)
 
@@ -127,11 +128,28 @@ class FeatureSource:
 class CacheSource:
     """Encoder outputs computed once by the recipe; only for adapters that leave the encoder alone."""
 
-    def __init__(self, cache_dir: Path, model_source: str, feats_scp: Path, cut_layer: int | None = None) -> None:
+    def __init__(
+        self, cache_dir: Path, model_source: str, feats_scp: Path, cut_layer: int | None = None,
+        speech_margin: float | None = None,
+    ) -> None:
         self.path = cache_dir
         self.cut_layer = cut_layer  # None: the encoder's outputs; L: the states below layer L (encoder_top)
-        expected = encoder_fingerprint(model_source, feats_scp, cut_layer)
+        self.speech_margin = speech_margin  # None: the 30 s window; M: encoder_span speech, encoder_trim M
+        cache = EncoderCache(cache_dir, cut_layer=cut_layer)
+        if cache.speech_margin != speech_margin:
+            def span(margin: float | None) -> str:
+                return "the 30 s window" if margin is None else f"the speech + {margin:g} s"
+            raise UserInputError(f"{cache_dir}: holds the encoder run on {span(cache.speech_margin)}, the training "
+                                 f"needs it on {span(speech_margin)} (encoder_span, encoder_trim of the decode config)")
+        expected = encoder_fingerprint(model_source, feats_scp, cut_layer, speech_margin)
         self._cache = EncoderCache(cache_dir, expected_fingerprint=expected, cut_layer=cut_layer)
+
+    def check_frames(self, seconds: Mapping[str, float]) -> None:
+        """With ``encoder_span: speech``: every entry holds the frames its duration gives (else stage 5 used others)."""
+        if self.speech_margin is None:
+            return
+        utts = list(seconds)
+        check_cached_frames(self._cache, utts, speech_frames([seconds[utt] for utt in utts], self.speech_margin))
 
     def keys_missing(self, utts: Sequence[str]) -> list[str]:
         return [utt for utt in utts if utt not in self._cache]
@@ -183,6 +201,7 @@ def load_dataset(
     encoder_cache: Path | None = None,
     model_source: str = "",
     cut_layer: int | None = None,
+    speech_margin: float | None = None,
 ) -> AsrDataset:
     """Read ``text`` and ``utt2lang`` of ``data_dir`` and check every utterance has acoustics.
 
@@ -190,7 +209,8 @@ def load_dataset(
     an utterance of another language than ``lang``, a label longer than the
     decoder's positions, an utterance missing from ``feats.scp`` or the cache,
     and a ``feats.scp`` entry whose ark file does not exist.  ``cut_layer``:
-    the cache holds the states below that encoder layer (``encoder_top``).
+    the cache holds the states below that encoder layer (``encoder_top``);
+    ``speech_margin``: a cache of ``encoder_span: speech`` with that ``encoder_trim``.
     """
     text_path, lang_path = data_dir / "text", data_dir / "utt2lang"
     texts = read_map_lines(text_path)
@@ -209,12 +229,14 @@ def load_dataset(
         absent = [utt for utt in texts if utt not in source.keys()]
         where = str(feats_scp)
     else:
-        source = CacheSource(encoder_cache, model_source, feats_scp, cut_layer)
+        source = CacheSource(encoder_cache, model_source, feats_scp, cut_layer, speech_margin)
         absent = source.keys_missing(list(texts))
         where = f"encoder cache {encoder_cache}"
     if absent:
         raise UserInputError(f"{where}: no entry for {len(absent)} utterance(s) of {text_path}, e.g. {absent[0]}")
     seconds = utterance_seconds(data_dir, feats_scp, list(texts))
+    if isinstance(source, CacheSource):
+        source.check_frames(seconds)
 
     prefix = prefix_tokens(tokenizer, lang)
     eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")

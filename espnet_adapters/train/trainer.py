@@ -78,7 +78,8 @@ from espnet_adapters.utils.config import YamlConfig
 from espnet_adapters.utils.fileio import atomic_dir, atomic_write
 from espnet_adapters.utils.plots import pyplot_module, save_figure
 from espnet_adapters.whisper.decode import DecodeOptions, decode_features
-from espnet_adapters.whisper.inputs import encode
+from espnet_adapters.whisper.cross_mask import CrossAttentionFrames
+from espnet_adapters.whisper.inputs import encode, speech_frames
 from espnet_adapters.whisper.lora import count_parameters, save_adapter
 
 logger = logging.getLogger(__name__)
@@ -324,13 +325,24 @@ class Trainer:
             else:
                 assert batch.input_features is not None
                 inputs = {"input_features": batch.input_features.to(self.device)}
-            out = module(
-                **inputs,
-                decoder_input_ids=batch.decoder_input_ids.to(self.device),
-                labels=batch.labels.to(self.device),
-                use_cache=False,
-            )
+            with self._masked(batch):
+                out = module(
+                    **inputs,
+                    decoder_input_ids=batch.decoder_input_ids.to(self.device),
+                    labels=batch.labels.to(self.device),
+                    use_cache=False,
+                )
         return out.loss
+
+    def _frames(self, batch: Batch) -> torch.Tensor | None:
+        """Each row's encoder frames with ``encoder_span: speech`` (padded rows are masked), else None."""
+        if self.decode_opts.encoder_span != "speech":
+            return None
+        return torch.tensor(speech_frames(batch.durations, self.decode_opts.encoder_trim))
+
+    def _masked(self, batch: Batch) -> contextlib.AbstractContextManager[Any]:
+        frames = self._frames(batch)
+        return contextlib.nullcontext() if frames is None else CrossAttentionFrames(self.model, frames).active()
 
     def _encode(self, batch: Batch) -> torch.Tensor:
         """What the decoder attends to: the batch's cached states or features through the encoder (the
@@ -341,7 +353,7 @@ class Trainer:
             assert batch.input_features is not None
             features = batch.input_features.to(self.device)
         return encode(self.model.get_encoder(), batch.durations, self.decode_opts.encoder_trim, features=features,
-                      states=states, cut_layer=self.cut_layer)
+                      states=states, cut_layer=self.cut_layer, span=self.decode_opts.encoder_span)
 
     def _micro_batches(self) -> Iterator[list[int]]:
         """The training stream from the saved (epoch, position) on, advancing the state."""
@@ -428,7 +440,7 @@ class Trainer:
             with self._autocast():
                 texts = decode_features(self.model, self.tokenizer, encoder_outputs=enc,
                                         languages=[self.lang] * len(batch.utt_ids), opts=opts,
-                                        durations=batch.durations)
+                                        durations=batch.durations, encoder_frames=self._frames(batch))
             ids += batch.utt_ids
             refs += [normalize_text(text, self.lang) for text in batch.texts]
             hyps += [normalize_text(text, self.lang) for text in texts]

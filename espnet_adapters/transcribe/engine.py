@@ -87,7 +87,7 @@ class Transcriber:
     ) -> None:
         self.adapter_names, self.has_lid = sorted(adapters), lid_dir is not None
         self._check(routing)
-        self.cut_layer = check_adapter_encoder_trim(list(adapters.values()), options.encoder_trim)
+        self.cut_layer = check_adapter_encoder_trim(list(adapters.values()), options.encoder_trim, options.encoder_span)
         self.device = pick_device(ngpu)
         self.lid: LoadedLid | None = None
         if lid_dir is not None:

@@ -106,6 +106,8 @@ from transformers.modeling_outputs import BaseModelOutput
 from espnet_adapters.data.kaldi_maps import read_map_lines
 from espnet_adapters.utils.cli import UserInputError, str2bool
 from espnet_adapters.utils.config import YamlConfig, load_yaml_config
+from espnet_adapters.whisper.cross_mask import CrossAttentionFrames
+from espnet_adapters.whisper.encoder import ENCODER_SPANS
 from espnet_adapters.whisper.script import ScriptLogitsProcessor
 
 logger = logging.getLogger(__name__)
@@ -135,8 +137,10 @@ class DecodeOptions(YamlConfig):
     (the first is the deterministic pass), ``seed`` (of the fallback's
     sampling), ``no_repeat_ngram_size`` (0 = off).  ``encoder_trim`` (seconds
     of encoder frames after the speech that the decoder sees; None = the whole
-    30 s window) is described in ``espnet_adapters/whisper/inputs.py``: an
-    adapter is decoded with the value it was trained with.
+    30 s window) and ``encoder_span`` ("window": the encoder runs on Whisper's
+    30 s window; "speech": on each utterance's speech + ``encoder_trim``) are
+    described in ``espnet_adapters/whisper/inputs.py``: an adapter is decoded
+    with the values it was trained with.
 
     ``as_dict()`` (no file name) is what stats.json and a training signature record.
     """
@@ -152,6 +156,7 @@ class DecodeOptions(YamlConfig):
     no_repeat_ngram_size: int = 0
     seed: int = 0
     encoder_trim: float | None = None  # seconds after the speech the decoder sees (None: the 30 s window; inputs.py)
+    encoder_span: str = "window"  # what the encoder runs on: "window" (30 s) or "speech" (+ encoder_trim; inputs.py)
     script_constraint: bool = False  # forbid tokens spelling letters of other scripts than the row's language's
     source: str = "<default DecodeOptions>"  # the yaml file, named in error messages
 
@@ -173,6 +178,11 @@ class DecodeOptions(YamlConfig):
             raise ValueError(f"compression_ratio_threshold must be >= 0 (0 = off), got {threshold}")
         if self.encoder_trim is not None and not self.encoder_trim >= 0.0:
             raise ValueError(f"encoder_trim must be >= 0 seconds or None (the whole window), got {self.encoder_trim}")
+        if self.encoder_span not in ENCODER_SPANS:
+            raise ValueError(f"encoder_span must be one of {', '.join(ENCODER_SPANS)}, got {self.encoder_span!r}")
+        if self.encoder_span == "speech" and self.encoder_trim is None:
+            raise ValueError("encoder_span speech runs the encoder on the speech + encoder_trim seconds: "
+                             "encoder_trim must be a number of seconds, not none")
         if self.no_repeat_ngram_size < 0:
             raise ValueError(f"no_repeat_ngram_size must be >= 0 (0 = off), got {self.no_repeat_ngram_size}")
 
@@ -253,6 +263,9 @@ def add_search_arguments(
         "script_constraint": ({"type": str2bool, "metavar": "true|false"},
                               "Forbid tokens that spell letters of another script than the language's "
                               "(espnet_adapters/whisper/script.py)."),
+        "encoder_span": ({"choices": ENCODER_SPANS},
+                         "What the encoder runs on: Whisper's 30 s window, or each utterance's speech + encoder_trim "
+                         "(~8x less encoder work; another encoder: an adapter is decoded as it was trained)."),
         "encoder_trim": ({"type": _seconds_or_none, "metavar": "SECONDS"},
                          "Encoder frames the decoder sees: the speech plus this many seconds (none = the whole 30 s "
                          "window); an adapter must be decoded with the value it was trained with."),
@@ -400,11 +413,23 @@ def detect_languages(
     *,
     input_features: torch.Tensor | None = None,
     encoder_outputs: torch.Tensor | None = None,
+    encoder_frames: torch.Tensor | None = None,
 ) -> list[str]:
-    """Whisper's own language identification: one code (``hi``, ``it``) per utterance."""
+    """Whisper's own language identification: one code (``hi``, ``it``) per utterance.
+
+    ``encoder_frames``: each row's valid frames of padded ``encoder_outputs``
+    (``encoder_span: speech``), masked in the cross-attention.
+    """
     inputs = _encoder_kwargs(_to_model(model, input_features), _to_model(model, encoder_outputs))
     id_to_lang = {idx: code.strip("<|>") for code, idx in model.generation_config.lang_to_id.items()}
-    return [id_to_lang[int(idx)] for idx in model.detect_language(**inputs).view(-1)]
+    with _frames_context(model, encoder_frames):
+        detected = model.detect_language(**inputs)
+    return [id_to_lang[int(idx)] for idx in detected.view(-1)]
+
+
+def _frames_context(model: torch.nn.Module, encoder_frames: torch.Tensor | None) -> AbstractContextManager[Any]:
+    """The cross-attention mask of padded encoder outputs (:mod:`cross_mask`), or nothing."""
+    return nullcontext() if encoder_frames is None else CrossAttentionFrames(model, encoder_frames).active()
 
 
 def language_token(tokenizer: PreTrainedTokenizerBase, lang: str) -> int | None:
@@ -679,20 +704,25 @@ def decode_rows(
     opts: DecodeOptions,
     durations: Sequence[float | None] | None = None,
     row_context: Callable[[list[int]], AbstractContextManager[Any]] | None = None,
+    encoder_frames: torch.Tensor | None = None,
 ) -> list[DecodedRow]:
     """:func:`decode_features` with the details of every row: tokens, temperature, ratio, cap.
 
     ``row_context(rows)``, when given, is entered around each attempt's ``generate`` with the
     batch rows it decodes (all of them, then only the fallback's): per-row model state, such
-    as the routing weights of ``RoutingWeights``, must follow the rows.
+    as the routing weights of ``RoutingWeights``, must follow the rows.  ``encoder_frames``
+    (one count per row of padded ``encoder_outputs``, ``encoder_span: speech``) masks each
+    row's cross-attention to its own frames, following the rows the same way.
     """
+    masks = None if encoder_frames is None else CrossAttentionFrames(model, encoder_frames)
     inputs = _encoder_kwargs(_to_model(model, input_features), _to_model(model, encoder_outputs))
     total = len(languages)
     caps = token_caps(total, opts, durations)
     eos = model.generation_config.eos_token_id
 
     def attempt(pending: list[int], temperature: float, seed: int) -> list[tuple[tuple[int, ...], str]]:
-        with row_context(pending) if row_context is not None else nullcontext():
+        with (row_context(pending) if row_context is not None else nullcontext(),
+              masks.rows(pending) if masks is not None else nullcontext()):
             rows_langs = [languages[row] for row in pending]
             script = (ScriptLogitsProcessor(tokenizer, rows_langs, model.config.vocab_size)
                       if opts.script_constraint else None)
@@ -729,11 +759,13 @@ def decode_features(
     durations: Sequence[float | None] | None = None,
     stats: MutableMapping[str, int] | None = None,
     row_context: Callable[[list[int]], AbstractContextManager[Any]] | None = None,
+    encoder_frames: torch.Tensor | None = None,
 ) -> list[str]:
     """Transcribe a batch in the given languages; whitespace-normalised texts.
 
     Exactly one of ``input_features`` (B, n_mels, 3000) or ``encoder_outputs``
-    (B, 1500, d_model) is given; either is moved to the model's device and dtype.
+    (B, 1500 or fewer frames, d_model) is given; either is moved to the model's device and
+    dtype; ``encoder_frames``: see :func:`decode_rows`.
     ``durations`` (seconds, one per utterance; None: unknown) set the per-row
     token caps; without them only ``max_new_tokens`` caps.  ``stats``, when
     given, is incremented (:func:`count_rows`): ``fallbacks`` (needed a
@@ -751,7 +783,8 @@ def decode_features(
     global random state.
     """
     rows = decode_rows(model, tokenizer, input_features=input_features, encoder_outputs=encoder_outputs,
-                       languages=languages, opts=opts, durations=durations, row_context=row_context)
+                       languages=languages, opts=opts, durations=durations, row_context=row_context,
+                       encoder_frames=encoder_frames)
     if stats is not None:
         count_rows(rows, stats)
     fallbacks = sum(row.attempts > 1 for row in rows)

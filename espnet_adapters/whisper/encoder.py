@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import torch
 
+ENCODER_SPANS = ("window", "speech")  # encoder_span: Whisper's 30 s window, or the speech + a margin (inputs.py)
+
 
 def layer_count(encoder: torch.nn.Module) -> int:
     """How many transformer layers ``encoder`` has (6 in whisper-base)."""
@@ -64,6 +66,19 @@ def upper_outputs(encoder: torch.nn.Module, states: torch.Tensor, cut_layer: int
     for layer in encoder.layers[cut_layer:]:
         hidden = _layer_output(layer(hidden, None))
     return encoder.layer_norm(hidden)
+
+
+def pad_frames(rows: list[torch.Tensor]) -> torch.Tensor:
+    """(T_i, d) tensors stacked into (B, max T_i, d), zeros after each row's end.
+
+    Rows of one length stack as they are.  The zeros are never attended to:
+    ``encoder_span: speech`` masks them (:mod:`espnet_adapters.whisper.cross_mask`).
+    """
+    longest = max(row.shape[0] for row in rows)
+    out = rows[0].new_zeros(len(rows), longest, rows[0].shape[-1])
+    for index, row in enumerate(rows):
+        out[index, : row.shape[0]] = row
+    return out
 
 
 def whole_encoder(encoder: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:

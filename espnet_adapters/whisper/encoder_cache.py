@@ -14,6 +14,11 @@ Layout of a cache directory:
   fingerprint.json         what the outputs were computed from (:func:`encoder_fingerprint`),
                            and ``cut_layer`` for a cache of the states below the top layers
 
+With ``encoder_span: speech`` (``espnet_adapters/whisper/inputs.py``) each
+utterance's entry holds only its own frames (its speech + the ``encoder_trim``
+margin, encoded alone), so entries differ in length; the span and margin are in
+the fingerprint and in ``fingerprint.json`` (absent: the 30 s window).
+
 For an adapter on the top encoder layers (``encoder_top`` in conf/lora) a cache
 holds the hidden states after the first ``cut_layer`` layers instead of the
 encoder's outputs (:func:`espnet_adapters.whisper.encoder.lower_states`); the
@@ -46,7 +51,7 @@ from tqdm import tqdm
 from espnet_adapters.data.kaldi import ark_file, read_map_lines
 from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.fileio import atomic_write
-from espnet_adapters.whisper.encoder import lower_states, whole_encoder
+from espnet_adapters.whisper.encoder import lower_states, pad_frames, whole_encoder
 from espnet_adapters.whisper.features import stack_features
 from espnet_adapters.whisper.model import load_error, resolve_model
 
@@ -132,17 +137,23 @@ def _features_signature(feats_scp: Path) -> list[str]:
     return signature
 
 
-def encoder_fingerprint(model_source: str, feats_scp: Path, cut_layer: int | None = None) -> str:
+def encoder_fingerprint(
+    model_source: str, feats_scp: Path, cut_layer: int | None = None, speech_margin: float | None = None,
+) -> str:
     """A short hash that changes when the base model, the features or the cached layer change.
 
     ``model_source`` is a ``--whisper_model`` value; ``feats_scp`` the whole
     set's ``feats.scp`` (every job of one cache must pass the same file and
     split the work with ``--keys``, or their fingerprints differ); ``cut_layer``
-    None for the encoder's outputs, L for the states below layer L.
+    None for the encoder's outputs, L for the states below layer L;
+    ``speech_margin`` None for Whisper's 30 s window, M for ``encoder_span:
+    speech`` with ``encoder_trim`` M.
     """
     parts = [CACHE_FORMAT, *_model_signature(model_source), *_features_signature(Path(feats_scp))]
     if cut_layer is not None:
         parts.append(f"states below encoder layer {cut_layer}")
+    if speech_margin is not None:
+        parts.append(f"encoder on the speech + {float(speech_margin):g} s")
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
@@ -152,8 +163,10 @@ def _read_fingerprint(cache_dir: Path) -> dict[str, Any]:
         record = json.loads(path.read_text(encoding="utf-8"))
         cut = record.get("cut_layer")
         encoder = record.get("encoder")
+        margin = record.get("speech_margin")
         return {"fingerprint": str(record["fingerprint"]), "model": str(record["model"]),
-                "cut_layer": None if cut is None else int(cut), "encoder": None if encoder is None else str(encoder)}
+                "cut_layer": None if cut is None else int(cut), "encoder": None if encoder is None else str(encoder),
+                "speech_margin": None if margin is None else float(margin)}
     except FileNotFoundError as err:
         raise UserInputError(f"{cache_dir}: no {FINGERPRINT_FILE}; not an encoder cache (run stage 4)") from err
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
@@ -165,7 +178,8 @@ def _stale(cache_dir: Path) -> str:
 
 
 def claim_cache_dir(
-    cache_dir: Path, fingerprint: str, model_source: str, cut_layer: int | None = None, encoder: str | None = None
+    cache_dir: Path, fingerprint: str, model_source: str, cut_layer: int | None = None, encoder: str | None = None,
+    speech_margin: float | None = None,
 ) -> None:
     """Write ``fingerprint.json``, or check that the one there is ours.
 
@@ -190,6 +204,8 @@ def claim_cache_dir(
                                      "format": CACHE_FORMAT}
         if cut_layer is not None:
             record["cut_layer"] = cut_layer
+        if speech_margin is not None:  # absent: the 30 s window
+            record["speech_margin"] = float(speech_margin)
         if encoder is not None:  # absent: transformers (the file of a cache made before stays byte-identical)
             record["encoder"] = encoder
         json.dump(record, handle, indent=2)
@@ -230,33 +246,39 @@ def encode_batches(
 
 
 def write_shard(
-    path: Path, outputs: Iterable[tuple[str, torch.Tensor]], keys: Sequence[str], shape: tuple[int, int],
-    fingerprint: str,
+    path: Path, outputs: Iterable[tuple[str, torch.Tensor]], keys: Sequence[str],
+    shape: tuple[int, int] | Sequence[tuple[int, int]], fingerprint: str,
 ) -> None:
     """Stream ``(utt, encoder output)`` pairs into a safetensors file, atomically.
 
-    Every tensor has the same ``shape``, so the header (which safetensors puts
-    first) is known before any output is computed, and a job never holds more
-    than one batch of outputs in memory, unlike ``safetensors.torch.save_file``.
+    The shape of every tensor is known in advance (one ``shape`` for all, or
+    one per key: ``encoder_span: speech``), so the header (which safetensors
+    puts first) is written before any output is computed, and a job never holds
+    more than one batch of outputs in memory, unlike ``safetensors.torch.save_file``.
     """
-    nbytes = shape[0] * shape[1] * 2
+    shapes = [tuple(shape)] * len(keys) if shape and isinstance(shape[0], int) else [tuple(one) for one in shape]
+    if len(shapes) != len(keys):
+        raise ValueError(f"{len(shapes)} shapes for {len(keys)} keys")
     header: dict[str, object] = {"__metadata__": {"fingerprint": fingerprint}}
-    for index, key in enumerate(keys):
-        header[key] = {"dtype": "F16", "shape": list(shape), "data_offsets": [index * nbytes, (index + 1) * nbytes]}
+    offset = 0
+    for key, one in zip(keys, shapes):
+        nbytes = one[0] * one[1] * 2
+        header[key] = {"dtype": "F16", "shape": list(one), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
     encoded += b" " * (-len(encoded) % 8)  # the data must start 8-byte aligned
     with atomic_write(path, "wb") as handle:
-        _write_body(handle, encoded, outputs, keys, shape)
+        _write_body(handle, encoded, outputs, keys, shapes)
 
 
 def _write_body(
     handle: BinaryIO, header: bytes, outputs: Iterable[tuple[str, torch.Tensor]], keys: Sequence[str],
-    shape: tuple[int, int],
+    shapes: Sequence[tuple[int, ...]],
 ) -> None:
     handle.write(struct.pack("<Q", len(header)))
     handle.write(header)
     written = 0
-    for (utt, output), expected in zip(outputs, keys, strict=True):
+    for (utt, output), expected, shape in zip(outputs, keys, shapes, strict=True):
         if utt != expected or tuple(output.shape) != shape:
             raise ValueError(f"shard order/shape mismatch: got {utt} {tuple(output.shape)}, expected {expected} {shape}")
         handle.write(output.detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
@@ -279,6 +301,8 @@ class EncoderCache:
         self.cache_dir = Path(cache_dir)
         record = _read_fingerprint(self.cache_dir)
         self.fingerprint = record["fingerprint"]
+        # None: Whisper's 30 s window; M: encoder_span speech with encoder_trim M (entries of their own lengths)
+        self.speech_margin: float | None = record["speech_margin"]
         self.model = record["model"]  # the resolved --whisper_model it was computed with
         # None: the encoder's outputs; L: the states after the first L layers (encoder_top adapters)
         self.cut_layer: int | None = record["cut_layer"]
@@ -316,6 +340,13 @@ class EncoderCache:
             raise UserInputError(f"{self.cache_dir}: utterance {utt} is not cached (re-run stage 4)")
         return self._handles[self._where[utt]].get_tensor(utt).float()
 
+    def frames(self, utt: str) -> int:
+        """The frames stored for ``utt`` (1500, or its own count in a cache of ``encoder_span: speech``)."""
+        if utt not in self._where:
+            raise UserInputError(f"{self.cache_dir}: utterance {utt} is not cached (re-run stage 4)")
+        return int(self._handles[self._where[utt]].get_slice(utt).get_shape()[0])
+
     def get_batch(self, utts: Sequence[str]) -> torch.Tensor:
-        """Encoder outputs of a batch, (B, 1500, d_model) float32."""
-        return torch.stack([self.get(utt) for utt in utts])
+        """Encoder outputs of a batch, (B, T, d_model) float32: T = 1500, or with a cache of
+        ``encoder_span: speech`` the longest row's frames, the shorter ones padded with zeros."""
+        return pad_frames([self.get(utt) for utt in utts])

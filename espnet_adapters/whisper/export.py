@@ -53,7 +53,7 @@ from espnet_adapters.utils.cli import UserInputError
 from espnet_adapters.utils.fileio import atomic_dir, atomic_write
 from espnet_adapters.whisper.ct2 import sha256_file
 from espnet_adapters.whisper.encoder_cache import model_files
-from espnet_adapters.whisper.inputs import adapter_cut_layer, adapter_encoder_trim
+from espnet_adapters.whisper.inputs import adapter_cut_layer, adapter_encoder_span, adapter_encoder_trim
 from espnet_adapters.whisper.lora import META_FILE
 from espnet_adapters.whisper.model import load_whisper, resolve_model
 
@@ -205,6 +205,11 @@ def export_adapter(
         raise UserInputError(
             f"{adapter_dir}: the adapter's top encoder layers run on the speech frames only (encoder_cut_layer "
             "in lora_meta.json); CTranslate2 runs the whole encoder on the 30 s window: decode it with the hf backend"
+        )
+    if adapter_dir is not None and adapter_encoder_span(adapter_dir) == "speech":
+        raise UserInputError(
+            f"{adapter_dir}: the adapter was trained on the encoder run on the speech only (encoder_span speech in "
+            "lora_meta.json); CTranslate2 runs its encoder on the 30 s window: decode it with the hf backend"
         )
     base = base_record(whisper_model)
     adapter = None if adapter_dir is None else adapter_record(adapter_dir)

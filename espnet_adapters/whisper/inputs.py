@@ -17,6 +17,16 @@ some of their own padding frames, as in the full window (the decoders sort a
 job's utterances by duration before batching: ``iter_batches``).  An utterance
 of unknown duration keeps the whole window, and so does its batch.
 
+``encoder_span: speech`` goes further: the encoder itself runs on each
+utterance's speech plus the ``encoder_trim`` margin (its log-mel frames cut
+there), not on the 30 s window: ~8x less encoder work for 5 s clips, and a
+cache of ~1/5 the size.  That is another encoder (the outputs differ from the
+window's by ~40%), so the adapters are trained on it (recorded in
+``lora_meta.json`` as ``encoder_span``).  Every utterance keeps exactly its own
+frames: a batch pads them to its longest, and the decoder's cross-attention
+masks the padding (:mod:`espnet_adapters.whisper.cross_mask`), so an
+utterance decodes the same in any batch.
+
 The decoders' inputs, the same for whisper_decode, route_decode and (features
 only) codeswitch_decode: the audio of a data dir, trimmed log-mel features
 (``feats.scp``), or encoder outputs cached by cache_encoder
@@ -34,7 +44,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -42,7 +52,7 @@ from transformers import WhisperFeatureExtractor
 
 from espnet_adapters.data.kaldi import read_map
 from espnet_adapters.utils.cli import UserInputError
-from espnet_adapters.whisper.encoder import lower_states, upper_outputs, whole_encoder
+from espnet_adapters.whisper.encoder import ENCODER_SPANS, lower_states, pad_frames, upper_outputs, whole_encoder
 from espnet_adapters.whisper.encoder_cache import EncoderCache, encoder_fingerprint
 from espnet_adapters.whisper.features import SAMPLE_RATE, iter_audio_logmel, iter_feats_scp, job_keys, stack_features
 from espnet_adapters.whisper.lora import META_FILE
@@ -65,6 +75,48 @@ def kept_frames(durations: Sequence[float], encoder_trim: float | None) -> int:
     return max(1, min(MAX_FRAMES, frames))
 
 
+def speech_frames(seconds: Sequence[float], margin: float) -> list[int]:
+    """Encoder frames of each utterance under ``encoder_span: speech``: its speech + ``margin`` seconds (<= 1500)."""
+    if margin < 0:
+        raise ValueError(f"the encoder_trim margin must be >= 0 seconds, got {margin}")
+    return [max(1, min(MAX_FRAMES, math.ceil((float(second) + margin) * FRAMES_PER_SECOND))) for second in seconds]
+
+
+def encode_speech(
+    encoder: torch.nn.Module | None, frames: Sequence[int], *, features: torch.Tensor | None = None,
+    states: torch.Tensor | None = None, cut_layer: int | None = None,
+) -> torch.Tensor:
+    """Encoder outputs under ``encoder_span: speech``, (B, max frames, d) padded with zeros.
+
+    Each utterance runs alone on its own ``frames`` (from :func:`speech_frames`):
+    its log-mel features (B, n_mels, 3000) cut to ``2 * frames`` (the encoder's
+    convolutions halve the rate), then conv, positions, layers and final norm.
+    ``states`` (B, >= frames, d): what a cache holds instead, the outputs (no
+    ``cut_layer``) or the states below ``cut_layer``, whose top layers then run
+    here, each utterance on its own frames (the top layers' self-attention
+    must not see another utterance's padding).
+    """
+    if (features is None) == (states is None):
+        raise ValueError("encode_speech takes features or states, not both or neither")
+    rows = []
+    for index, count in enumerate(frames):
+        if features is not None:
+            assert encoder is not None
+            layers = len(encoder.layers) if cut_layer is None else cut_layer
+            hidden = lower_states(encoder, features[index : index + 1, :, : 2 * count], layers)
+        else:
+            assert states is not None
+            if states.shape[1] < count:
+                raise ValueError(f"cached states hold {states.shape[1]} frames, {count} are needed")
+            hidden = states[index : index + 1, :count]
+            if cut_layer is None:
+                rows.append(hidden[0])
+                continue
+        assert encoder is not None
+        rows.append((encoder.layer_norm(hidden) if cut_layer is None else upper_outputs(encoder, hidden, cut_layer))[0])
+    return pad_frames(rows)
+
+
 def trim_encoder_outputs(
     encoder_outputs: torch.Tensor, durations: Sequence[float], encoder_trim: float | None
 ) -> torch.Tensor:
@@ -75,8 +127,12 @@ def trim_encoder_outputs(
 def encode(
     encoder: torch.nn.Module, seconds: Sequence[float], encoder_trim: float | None, *,
     features: torch.Tensor | None = None, states: torch.Tensor | None = None, cut_layer: int | None = None,
+    span: str = "window",
 ) -> torch.Tensor:
     """What the decoder cross-attends to for a batch of ``seconds``: encoder outputs, cut by ``encoder_trim``.
+
+    ``span`` "speech": :func:`encode_speech` on :func:`speech_frames` (the
+    caller masks the padding with the same frames); "window" as follows.
 
     From ``features`` (B, n_mels, 3000), or from ``states`` (B, 1500, d) read
     from an encoder cache.  ``cut_layer`` None: the whole encoder runs on the
@@ -88,6 +144,13 @@ def encode(
     """
     if (features is None) == (states is None):
         raise ValueError("encode takes features or states, not both or neither")
+    if span == "speech":
+        if encoder_trim is None:
+            raise ValueError("encoder_span speech needs the encoder_trim margin (seconds), not None")
+        return encode_speech(encoder, speech_frames(seconds, encoder_trim), features=features, states=states,
+                             cut_layer=cut_layer)
+    if span != "window":
+        raise ValueError(f"encoder_span must be one of {', '.join(ENCODER_SPANS)}, got {span!r}")
     if cut_layer is None:
         outputs = whole_encoder(encoder, features) if states is None else states
         return trim_encoder_outputs(outputs, seconds, encoder_trim)
@@ -203,17 +266,24 @@ def input_kind(feats_scp: Path | None, encoder_cache: Path | None) -> str:
 
 def open_cache(
     encoder_cache: Path, whisper_model: str, keys: Sequence[str], adapter_dirs: Sequence[Path],
-    feats_scp: Path | None = None,
+    feats_scp: Path | None = None, speech_margin: float | None = None,
 ) -> EncoderCache:
-    """The encoder cache, checked against the model, the adapters and (given ``feats_scp``) the features."""
+    """The encoder cache, checked against the model, the adapters, the span (``speech_margin``:
+    None for the 30 s window, the ``encoder_trim`` of ``encoder_span: speech``) and (given
+    ``feats_scp``) the features."""
     for adapter_dir in adapter_dirs:
         if adapter_touches_encoder(adapter_dir):
             raise UserInputError(
                 f"{adapter_dir}: the adapter changes encoder weights, so cached encoder outputs"
                 f" ({encoder_cache}) do not apply; decode from audio or --feats_scp"
             )
-    expected = None if feats_scp is None else encoder_fingerprint(whisper_model, feats_scp)
-    cache = EncoderCache(encoder_cache, expected)
+    expected = None if feats_scp is None else encoder_fingerprint(whisper_model, feats_scp, None, speech_margin)
+    cache = EncoderCache(encoder_cache)
+    if cache.speech_margin != speech_margin:
+        raise UserInputError(f"{encoder_cache}: holds the encoder's outputs on {_span_text(cache.speech_margin)}, "
+                             f"this decoding needs them on {_span_text(speech_margin)} (encoder_span, encoder_trim)")
+    if expected is not None and cache.fingerprint != expected:
+        cache = EncoderCache(encoder_cache, expected)  # raises: stale
     if cache.model != resolve_model(whisper_model):
         raise UserInputError(
             f"{encoder_cache}: computed with {cache.model}, not {resolve_model(whisper_model)};"
@@ -234,8 +304,14 @@ def batch_inputs(
     durations: Sequence[float | None] | None = None,
     encoder_trim: float | None = None,
     cut_layer: int | None = None,
+    encoder_span: str = "window",
 ) -> dict[str, torch.Tensor]:
     """The model input of a batch of ``iter_batches`` items, as ``decode_features`` takes it.
+
+    ``encoder_span`` "speech": the encoder outputs of every utterance on its own
+    speech + ``encoder_trim`` (:func:`encode_speech`, from the features or a
+    cache of that span), padded, and ``encoder_frames``, each row's count, for
+    the decoder's cross-attention mask.
 
     Without ``encoder_trim``: the stacked features, or the cached encoder
     outputs.  With it: encoder outputs either way (from the cache, or from
@@ -248,6 +324,24 @@ def batch_inputs(
     :func:`adapter_cut_layer`): the cut is made before that encoder layer
     (:func:`encode`); without ``encoder_trim`` nothing is cut and it changes nothing.
     """
+    if encoder_span == "speech":
+        if durations is None or len(durations) != len(batch) or encoder_trim is None:
+            raise ValueError("encoder_span speech needs the encoder_trim margin and one duration per utterance")
+        seconds = batch_seconds(durations)
+        frames = speech_frames(seconds, encoder_trim)
+        if cache is not None:
+            check_cached_frames(cache, [utt for utt, _, _ in batch], frames)
+            states = cache.get_batch([utt for utt, _, _ in batch])
+            encoder = model.get_encoder() if model is not None else None
+            if cut_layer is not None and encoder is None:
+                raise ValueError("an encoder cut layer needs the model, to run the top layers")
+            outputs = encode_speech(encoder, frames, states=states, cut_layer=cut_layer)
+        else:
+            if model is None:
+                raise ValueError("encoder_span speech on features needs the model, to run its encoder")
+            features = stack_features([feats for _, feats, _ in batch]).to(model.device, model.dtype)
+            outputs = encode_speech(model.get_encoder(), frames, features=features, cut_layer=cut_layer)
+        return {"encoder_outputs": outputs, "encoder_frames": torch.tensor(frames)}
     if encoder_trim is None:
         if cache is None:
             return {"input_features": stack_features([feats for _, feats, _ in batch])}
@@ -264,6 +358,17 @@ def batch_inputs(
     features = stack_features([feats for _, feats, _ in batch]).to(model.device, model.dtype)
     return {"encoder_outputs": encode(model.get_encoder(), batch_seconds(durations), encoder_trim,
                                       features=features, cut_layer=cut_layer)}
+
+
+def check_cached_frames(cache: EncoderCache, utts: Sequence[str], frames: Sequence[int]) -> None:
+    """A cache of ``encoder_span: speech`` must hold exactly the frames the durations give (else another
+    duration or margin made it: its outputs would be those of another encoder input)."""
+    for utt, count in zip(utts, frames):
+        stored = cache.frames(utt)
+        if stored != count:
+            raise UserInputError(f"{cache.cache_dir}: {utt} has {stored} encoder frames cached, its duration and "
+                                 f"encoder_trim give {count}: the cache was made from other durations (utt2dur) or "
+                                 "another margin; re-run stage 5")
 
 
 def batch_seconds(durations: Sequence[float | None]) -> list[float]:
@@ -309,17 +414,46 @@ def adapter_cut_layer(adapter_dirs: Sequence[Path]) -> int | None:
     return next(iter(layers.values()), None)
 
 
+def _span_text(speech_margin: float | None) -> str:
+    return "the 30 s window" if speech_margin is None else f"the speech + {speech_margin:g} s"
+
+
 def _trim_text(value: float | None) -> str:
     return "none (the whole 30 s window)" if value is None else f"{value:g} s"
 
 
-def check_adapter_encoder_trim(adapter_dirs: Sequence[Path], encoder_trim: float | None) -> int | None:
-    """Refuse an adapter trained with another ``encoder_trim`` than the decoding's (it saw other encoder frames).
+def speech_margin(opts: Any) -> float | None:
+    """The ``encoder_trim`` of DecodeOptions ``opts`` with ``encoder_span: speech``; None for the 30 s window."""
+    return opts.encoder_trim if opts.encoder_span == "speech" else None
+
+
+def adapter_encoder_span(adapter_dir: Path) -> str:
+    """The ``encoder_span`` an adapter was trained with: its ``lora_meta.json``'s, "window" without the key."""
+    path = Path(adapter_dir) / META_FILE
+    meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    value = meta.get("encoder_span", "window") if isinstance(meta, dict) else "window"
+    if value not in ENCODER_SPANS:
+        raise UserInputError(f"{path}: encoder_span must be one of {', '.join(ENCODER_SPANS)}, got {value!r}")
+    return value
+
+
+def check_adapter_encoder_trim(
+    adapter_dirs: Sequence[Path], encoder_trim: float | None, encoder_span: str = "window",
+) -> int | None:
+    """Refuse an adapter trained with another ``encoder_trim`` or ``encoder_span`` than the decoding's
+    (it saw other encoder frames, or another encoder).
 
     Returns the adapters' encoder cut layer (:func:`adapter_cut_layer`), which
     the decoding passes on to :func:`batch_inputs`.
     """
     for adapter_dir in adapter_dirs:
+        trained_span = adapter_encoder_span(adapter_dir)
+        if trained_span != encoder_span:
+            raise UserInputError(
+                f"{adapter_dir}: the adapter was trained with encoder_span {trained_span} ({META_FILE}), but this "
+                f"decoding uses {encoder_span}; decode it as it was trained (--encoder_span {trained_span}, or a "
+                f"--decode_config with encoder_span: {trained_span})"
+            )
         trained = adapter_encoder_trim(adapter_dir)
         if trained != (None if encoder_trim is None else float(encoder_trim)):
             flag = "none" if trained is None else f"{trained:g}"
