@@ -6,7 +6,8 @@ has a value of the wrong type or out of range, or is empty, is an error naming
 the file (exit 1), not a traceback in stage 6 or a silent default.  With
 ``--lora_fields KEY ...`` it prints the LoRA config's values of those keys (its
 defaults where the file is silent), one ``KEY=VALUE`` line each, for the stage
-scripts (``where``, ``encoder_top``); with ``--synth_other_config``, the line
+scripts (``where``, ``encoder_top``), and with ``--decode_fields KEY ...`` the
+decode config's (``encoder_span``, ``encoder_trim``); with ``--synth_other_config``, the line
 ``other_langs=...`` (the languages the other synthesizer speaks).  With
 ``--whisper_model`` and ``--langs``, every language must have a language token in
 that Whisper model (``--langs Hindi`` or ``--langs xx`` stops here, not in stage 7).
@@ -48,6 +49,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--langs", nargs="*", default=[], help="Language codes the recipe trains or evaluates.")
     parser.add_argument("--lora_fields", nargs="*", default=[], metavar="KEY",
                         help="Print these keys of the LoRA config as KEY=VALUE lines.")
+    parser.add_argument("--decode_fields", nargs="*", default=[], metavar="KEY",
+                        help="Print these keys of the decode config as KEY=VALUE lines (none: none).")
     return parser
 
 
@@ -77,14 +80,18 @@ def run(args: argparse.Namespace) -> None:
                                  f"{'it' if len(unknown) == 1 else 'them'} (Whisper's codes: hi, it, pa, te, en, ...)")
     if args.synth_other_config is not None:
         print(f"other_langs={' '.join(other_languages(args.synth_other_config))}")
-    if args.lora_fields:
-        if "lora_config" not in loaded:
-            raise UserInputError("--lora_fields needs --lora_config")
-        values = loaded["lora_config"].as_dict()
-        for key in args.lora_fields:
+    for flag, config in (("lora_fields", "lora_config"), ("decode_fields", "decode_config")):
+        keys = getattr(args, flag)
+        if not keys:
+            continue
+        if config not in loaded:
+            raise UserInputError(f"--{flag} needs --{config}")
+        values = loaded[config].as_dict()
+        for key in keys:
             if key not in values:
-                raise UserInputError(f"--lora_fields {key}: not a LoRA config key ({', '.join(values)})")
-            print(f"{key}={values[key]}")
+                raise UserInputError(f"--{flag} {key}: not a key of --{config} ({', '.join(values)})")
+            value = values[key]
+            print(f"{key}={'none' if value is None else value}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

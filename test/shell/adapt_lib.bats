@@ -189,17 +189,18 @@ SH
   [ "${lines[-1]}" = "route_tag=r1_qv_dec cache=true route_exp=whisper_base_routing_r1_qv_dec_beam5" ]
 }
 
-@test "family_init and stage 5: encoder_top trains on the states below the top layers, decodes from features; language ID's encoder outputs wait for stage 9" {
+@test "family_init and stage 5: encoder_top trains on the states below the top layers, decodes from features; encoder_span speech caches apart; language ID's encoder outputs wait for stage 9" {
   cat > "${D}/init.sh" <<'SH'
 set -euo pipefail
 . "$1"; . "$2"
 expdir=$3/exp dumpdir=$3/dump adapter_tag=x lora_ranks="" whisper_model=tools/models/whisper-base
 test_sets="test test_other" lid_config=conf/lid/mlp.yaml langs="hi it" train_split=train cache_backend=hf search_tag=""
-cache_set() { echo "$2/$1"; }
+cache_set() { echo "$2/$1${4:+:$4}"; }
 all_sets() { echo hi_train hi_dev hi_test hi_test_other it_train it_dev it_test it_test_other; }
 for lora_config in "$4"/conf/lora/r32_qv_dec.yaml "$4"/conf/lora/r32_qv_dec_enc2.yaml "$4"/conf/lora/r32_qv_both.yaml; do
     config_fields=$(PYTHONPATH=$4 python3 -m espnet_adapters.bin.check_configs --lora_config "${lora_config}" \
-        --lora_fields where encoder_top 2> /dev/null)
+        --decode_config "$4/conf/decode/${5:-default}.yaml" --lora_fields where encoder_top \
+        --decode_fields encoder_span encoder_trim 2> /dev/null)
     family_init
     echo "${lora_config##*/} top=${encoder_top} cache=${use_encoder_cache} train_cache=${train_cache}"
     echo "  stage5: $(stage5 2>&1 | grep -v '^[0-9]' | tr '\n' ' ')| lid: $(lid_caches | tr '\n' ' ')"
@@ -209,11 +210,18 @@ SH
   [ "$status" -eq 0 ]
   lid="| lid: encoder/hi_train encoder/hi_dev encoder/hi_test encoder/it_train encoder/it_dev encoder/it_test "
   [ "${lines[0]}" = "r32_qv_dec.yaml top=0 cache=true train_cache=encoder" ]
-  [ "${lines[1]}" = "  stage5: encoder/hi_train encoder/hi_dev encoder/hi_test encoder/hi_test_other encoder/it_train encoder/it_dev encoder/it_test encoder/it_test_other ${lid}" ]
+  [ "${lines[1]}" = "  stage5: encoder/hi_train:window encoder/hi_dev:window encoder/hi_test:window encoder/hi_test_other:window encoder/it_train:window encoder/it_dev:window encoder/it_test:window encoder/it_test_other:window ${lid}" ]
   [ "${lines[2]}" = "r32_qv_dec_enc2.yaml top=2 cache=false train_cache=encoder_top2" ]
-  [ "${lines[3]}" = "  stage5: encoder_top2/hi_train encoder_top2/hi_dev encoder_top2/it_train encoder_top2/it_dev ${lid}" ]
+  [ "${lines[3]}" = "  stage5: encoder_top2/hi_train:window encoder_top2/hi_dev:window encoder_top2/it_train:window encoder_top2/it_dev:window ${lid}" ]
   [ "${lines[4]}" = "r32_qv_both.yaml top=0 cache=false train_cache=" ]
   [ "${lines[5]}" = "  stage5: ${lid}" ]
+  # conf/decode/speech.yaml: the encoder on the speech + 1 s; its caches apart; language ID keeps the window's
+  PATH="${REPO}/tools/venv/bin:${PATH}" run bash "${D}/init.sh" "${TEMPLATE}/lib.sh" "${TEMPLATE}/whisper_stages.sh" "${D}" "${REPO}" speech
+  [ "$status" -eq 0 ]
+  [ "${lines[0]}" = "r32_qv_dec.yaml top=0 cache=true train_cache=encoder_speech1.0" ]
+  [ "${lines[1]}" = "  stage5: encoder_speech1.0/hi_train:speech encoder_speech1.0/hi_dev:speech encoder_speech1.0/hi_test:speech encoder_speech1.0/hi_test_other:speech encoder_speech1.0/it_train:speech encoder_speech1.0/it_dev:speech encoder_speech1.0/it_test:speech encoder_speech1.0/it_test_other:speech ${lid}" ]
+  [ "${lines[2]}" = "r32_qv_dec_enc2.yaml top=2 cache=false train_cache=encoder_top2_speech1.0" ]
+  [ "${lines[3]}" = "  stage5: encoder_top2_speech1.0/hi_train:speech encoder_top2_speech1.0/hi_dev:speech encoder_top2_speech1.0/it_train:speech encoder_top2_speech1.0/it_dev:speech ${lid}" ]
 }
 
 @test "multilingual_stage: a stage that compares languages says why it is skipped with one" {

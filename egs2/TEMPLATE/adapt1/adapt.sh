@@ -100,7 +100,8 @@ models=""              # Grid over models, e.g. "whisper-base openai/whisper-sma
 lora_ranks=""          # Grid over ranks, e.g. "8 16 32": --lora_config at each rank (alpha/r kept).
 lora_config=conf/lora/r32_qv_dec.yaml    # peft LoRA: rank, alpha, targets, encoder/decoder/both.
 train_config=conf/train/default.yaml     # Optimiser, steps, batching, evaluation, early stopping.
-adapter_tag=""         # exp/<model>_lora_<lang>_<tag>; default: lora config name [+ _train config name].
+adapter_tag=""         # exp/<model>_lora_<lang>_<tag>; default: lora config name [+ _train config name]
+                       # [+ _speech<s> when the decode config has encoder_span: speech].
 seed=1                 # Seed of the training runs.
 tracker=tensorboard    # Stage 6 (Whisper) experiment tracking: tensorboard, wandb (offline: `wandb sync` later), none.
 owsm_model=tiny        # owsm: Hub name (espnet/owsm_v3.1_ebf_base, HF_HUB_OFFLINE=0 or a HF cache in
@@ -114,6 +115,7 @@ owsm_maxlenratio=0.0   # owsm decoding: max tokens / encoder frames (0: up to th
 # Decoding
 decode_config=conf/decode/default.yaml  # Search, loop safeguards and encoder_trim of every Whisper decoder AND of
                        # the dev decoding that selects the adapter (one DecodeOptions); another file -> decode_*_<name>.
+                       # conf/decode/speech.yaml: the encoder on the speech + 1 s (encoder_span), ~6x faster stage 5.
 beam_size=""           # Overrides decode_config's beam_size (1 = greedy); e.g. 5 -> decode dirs get _beam5.
 batch_size=""          # Overrides decode_config's batch_size (utterances per decoding batch).
 max_new_tokens=""      # Overrides decode_config's flat cap on tokens per hypothesis.
@@ -185,7 +187,9 @@ if [ ! -f "${lora_config}" ] || [ ! -f "${train_config}" ]; then
     log "Error: --lora_config ${lora_config} or --train_config ${train_config} not found"
     exit 1
 fi
+adapter_tag_auto=false
 if [ -z "${adapter_tag}" ]; then
+    adapter_tag_auto=true
     adapter_tag=$(basename "${lora_config}" .yaml)
     [ "$(basename "${train_config}")" = default.yaml ] || adapter_tag+="_$(basename "${train_config}" .yaml)"
 fi
@@ -204,7 +208,7 @@ config_fields=$(quietly "${expdir}/log/check_configs.log" python3 -m espnet_adap
     --lora_config "${lora_config}" --train_config "${train_config}" --decode_config "${decode_config}" \
     --lid_config "${lid_config}" ${augment_config:+--augment_config "${augment_config}"} "${other_synth[@]}" \
     --families "${families}" --licences "${export_licences}" --corpus "${corpus}" \
-    --lora_fields where encoder_top "${model_checks[@]}")
+    --lora_fields where encoder_top --decode_fields encoder_span encoder_trim "${model_checks[@]}")
 other_langs=$(config_field other_langs)
 case ${tracker} in tensorboard|wandb|none) ;; *) log "Error: --tracker ${tracker}: tensorboard, wandb or none"; exit 2 ;; esac
 for _backend in "decode_backend=${decode_backend}" "cache_backend=${cache_backend}"; do
@@ -213,6 +217,15 @@ for _backend in "decode_backend=${decode_backend}" "cache_backend=${cache_backen
         exit 2
     fi
 done
+if [ "$(config_field encoder_span)" = speech ]; then
+    if [ "${cache_backend}" = ct2 ] || [ "${decode_backend}" = ct2 ]; then
+        log "Error: encoder_span speech (${decode_config}) runs the encoder on the speech only, which CTranslate2" \
+            "cannot: use --cache_backend hf --decode_backend hf"
+        exit 2
+    fi
+    # adapters trained on that encoder get their own dirs (the default tag's adapters stay)
+    if ${adapter_tag_auto}; then adapter_tag+=_speech$(config_field encoder_trim); fi
+fi
 # search_tag: the search (decode config, beam) that stages 10-11's output dirs carry; stage 7's
 # decode dirs carry inference_tag, which starts with it.
 search_tag=""

@@ -31,14 +31,19 @@ family_init() {
     feats_dir=${dumpdir}/${model_tag}
     # The encoder cache is used only when the adapter leaves the encoder frozen (decoding and
     # training read it); with encoder_top N, training reads the states below the top N layers
-    # (train_cache: the cache dir under ${feats_dir} that training reads, if any).
+    # (train_cache: the cache dir under ${feats_dir} that training reads, if any).  With
+    # encoder_span: speech in the decode config, the encoder runs on each utterance's speech +
+    # encoder_trim seconds: those caches carry _speech<seconds> (decode_cache: what decoding reads).
     lora_where=$(config_field where)
     encoder_top=$(config_field encoder_top)
-    use_encoder_cache=false train_cache=""
+    encoder_span=$(config_field encoder_span)
+    span_tag=""
+    [ "${encoder_span}" = window ] || span_tag=_speech$(config_field encoder_trim)
+    use_encoder_cache=false train_cache="" decode_cache=encoder${span_tag}
     if [ "${lora_where}" = decoder ] && [ "${encoder_top}" -gt 0 ]; then
-        train_cache=encoder_top${encoder_top}
+        train_cache=encoder_top${encoder_top}${span_tag}
     elif [ "${lora_where}" = decoder ]; then
-        use_encoder_cache=true train_cache=encoder
+        use_encoder_cache=true train_cache=${decode_cache}
     fi
     # Stages 9-12: LID reads the base encoder's cached outputs (stage 5); routing uses the
     # first adapter variant and the first test set.
@@ -85,22 +90,25 @@ stage5() {
         return
     fi
     if ${use_encoder_cache}; then
-        log "Stage 5: encoder outputs of ${whisper_model} (${cache_backend}) ${feats_dir}/<set> -> ${feats_dir}/encoder/<set>"
-        for set_name in $(all_sets); do cache_set "${set_name}" encoder 0; done
+        log "Stage 5: encoder outputs of ${whisper_model} (${cache_backend}, encoder_span ${encoder_span}) ${feats_dir}/<set> -> ${feats_dir}/${decode_cache}/<set>"
+        for set_name in $(all_sets); do cache_set "${set_name}" "${decode_cache}" 0 "${encoder_span}"; done
     fi
     if [ "${encoder_top}" -gt 0 ]; then
         log "Stage 5: the states below the top ${encoder_top} encoder layers (encoder_top in ${lora_config}) -> ${feats_dir}/${train_cache}/<set>"
         for lang in ${langs}; do
-            for set_name in "${lang}_${train_split}" "${lang}_dev"; do cache_set "${set_name}" "${train_cache}" "${encoder_top}"; done
+            for set_name in "${lang}_${train_split}" "${lang}_dev"; do
+                cache_set "${set_name}" "${train_cache}" "${encoder_top}" "${encoder_span}"
+            done
         done
     fi
 }
 
-# cache_set SET DIR TOP: cache_encoder jobs for SET into ${feats_dir}/DIR/SET: the encoder's outputs
-# (TOP 0; by --cache_backend), or the states below its top TOP layers (transformers).
+# cache_set SET DIR TOP [SPAN]: cache_encoder jobs for SET into ${feats_dir}/DIR/SET: the encoder's
+# outputs (TOP 0; by --cache_backend), or the states below its top TOP layers (transformers); SPAN
+# speech: of the encoder run on each utterance's speech + the decode config's encoder_trim.
 cache_set() {
-    local set_name=$1 feats=${feats_dir}/$1/feats.scp out=${feats_dir}/$2/$1 top=$3 sig _cmd upstream
-    local backend=(--backend hf)
+    local set_name=$1 feats=${feats_dir}/$1/feats.scp out=${feats_dir}/$2/$1 top=$3 span=${4:-window} sig _cmd upstream
+    local backend=(--backend hf) span_opts=()
     if [ "${top}" -eq 0 ] && [ "${cache_backend}" = ct2 ]; then
         local ct2_quantization=float32 ct2_dir
         export_ct2
@@ -110,6 +118,11 @@ cache_set() {
     sig="model=${whisper_model} ${upstream} $(checksum "${feats}")"
     [ "${top}" -eq 0 ] || sig+=" top=${top}"  # top 0: the signature from before encoder_top existed
     [ "${backend[1]}" = hf ] || sig+=" backend=ct2 $(export_sig "${ct2_dir}")"
+    if [ "${span}" = speech ]; then
+        # the durations (utt2dur) decide how many frames each utterance is encoded on
+        span_opts=(--encoder_span speech --encoder_trim "$(config_field encoder_trim)" --data_dir "${dumpdir}/raw/${set_name}")
+        sig+=" ${span_opts[*]} $(checksum "${dumpdir}/raw/${set_name}/utt2dur")"
+    fi
     up_to_date "${set_name}" "${out}" "${sig}" && return 0
     rm -rf "${out}"
     split_keys "${feats}" "${out}/logdir" "${nj}"
@@ -117,7 +130,7 @@ cache_set() {
     ${_cmd} --num-threads "${num_threads}" JOB=1:"${_nj}" "${out}/logdir/cache_encoder.JOB.log" \
         python3 -m espnet_adapters.bin.cache_encoder --feats_scp "${feats}" --keys "${out}/logdir/keys.JOB" \
             --whisper_model "${whisper_model}" --out_dir "${out}" --shard JOB --encoder_top "${top}" \
-            "${backend[@]}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
+            "${backend[@]}" "${span_opts[@]}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --num_threads "${num_threads}"
     mark_done "${out}" "${sig}"
     log "  ${set_name}: $(du -sh "${out}" | cut -f1)"
 }
@@ -187,8 +200,8 @@ run_decode() {
     inputs+=("$(input_sig "${data}" 3)") || return 1
     inputs+=("$(input_sig "${feats_dir}/${set_name}" 4)") || return 1
     if ${use_encoder_cache}; then
-        opts+=(--encoder_cache "${feats_dir}/encoder/${set_name}")
-        inputs+=("$(input_sig "${feats_dir}/encoder/${set_name}" 5)") || return 1
+        opts+=(--encoder_cache "${feats_dir}/${decode_cache}/${set_name}")
+        inputs+=("$(input_sig "${feats_dir}/${decode_cache}/${set_name}" 5)") || return 1
     fi
     search_opts
     sig="${program} model=${whisper_model} ${search_sig} ${sig} ${inputs[*]} $(checksum "${data}"/{wav.scp,utt2lang,utt2dur} "${feats_dir}/${set_name}/feats.scp")"
