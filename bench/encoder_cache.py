@@ -8,12 +8,11 @@ The same utterances, the same threads, one process, one run (ratios to (a) are m
   (b) hf-b1       the same, one utterance per call
   (c) ct2-fp32    CTranslate2's encoder (the base model exported by export_adapter), float32
   (d) ct2-int8    the same, int8 weights
-  (e) hf-speech   transformers fp32, batch 1, the encoder run on the speech + --margin seconds
-                  instead of the 30 s window (conv, positions and layers of
-                  espnet_adapters.whisper.encoder on fewer frames).  NOT what the cache holds: its
-                  frames attend to a shorter context, so its outputs differ from Whisper's; an
-                  adapter would have to be trained and decoded on them (measured here: the
-                  distance only)
+  (e) hf-speech   transformers fp32, the encoder run on each utterance's speech + --margin
+                  seconds instead of the 30 s window: what stage 5 runs with encoder_span: speech
+                  (conf/decode/speech.yaml; espnet_adapters.whisper.inputs.encode_speech).  Its
+                  frames attend to a shorter context, so its outputs differ from Whisper's: the
+                  adapters are trained and decoded on them (README: "encoder_span")
 
 Timed: the encoder calls only (features are read before), after one warm-up call per variant,
 variants round-robin over --rounds rounds (the median per variant is printed).  Distance to
@@ -43,7 +42,7 @@ VARIANTS = {
     "b": "transformers fp32, batch 1, 30 s window",
     "c": "CTranslate2 float32, batch 8, 30 s window",
     "d": "CTranslate2 int8, batch 8, 30 s window",
-    "e": "transformers fp32, batch 1, speech + margin only",
+    "e": "transformers fp32, speech + margin only (encoder_span: speech)",
 }
 
 
@@ -72,11 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import WhisperFeatureExtractor
 
     from espnet_adapters.whisper.ct2_decode import encode as ct2_encode
-    from espnet_adapters.whisper.encoder import lower_states
     from espnet_adapters.whisper.encoder_cache import torch_encode
     from espnet_adapters.whisper.export import export_adapter
     from espnet_adapters.whisper.features import iter_audio_logmel, stack_features
-    from espnet_adapters.whisper.inputs import kept_frames
+    from espnet_adapters.whisper.inputs import encode_speech, kept_frames, speech_frames
     from espnet_adapters.whisper.model import load_whisper, resolve_model
 
     torch.set_num_threads(args.num_threads)
@@ -107,13 +105,10 @@ def main(argv: list[str] | None = None) -> int:
                 for row in ct2_encode(ct2[quantization], windows[start:start + 8], [None] * 8, None)]
 
     def speech() -> list[np.ndarray]:
-        out = []
+        frames = speech_frames(seconds, args.margin)
         with torch.inference_mode():
-            for index, duration in enumerate(seconds):
-                frames = kept_frames([duration], args.margin)
-                states = lower_states(encoder, windows[index:index + 1, :, : 2 * frames], len(encoder.layers))
-                out.append(encoder.layer_norm(states)[0].numpy())
-        return out
+            out = encode_speech(encoder, frames, features=windows)
+        return [row[:count].numpy() for row, count in zip(out, frames)]
 
     runs = {"a": lambda: hf(8), "b": lambda: hf(1), "c": lambda: ct("float32"), "d": lambda: ct("int8"), "e": speech}
     outputs = {name: run() for name, run in runs.items()}  # warm-up, and the outputs compared

@@ -207,6 +207,32 @@ def test_top_encoder_layers_preset(recipe: Path) -> None:
     assert "|hi_test|4|whisper_base|r32_qv_dec_enc2_train_smoke|" in (recipe / "RESULTS_enc_top.md").read_text()
 
 
+def test_speech_span_preset(recipe: Path) -> None:
+    """conf/decode/speech.yaml: stage 5 caches the encoder run on each utterance's speech + 1 s (entries of
+    their own lengths), stage 6 trains a _speech1.0 adapter on it, stage 7 decodes base and adapter from it."""
+    out = run_recipe(recipe, *TINY, "--langs", "it", "--eval_langs", "", "--stage", "5", "--stop_stage", "8",
+                     "--decode_config", str(REPO / "conf/decode/speech.yaml"), "--expdir", "exp_speech",
+                     "--results", "RESULTS_speech.md")
+    assert "encoder_span speech" in out
+    cache = recipe / "dump" / "whisper_base" / "encoder_speech1.0"
+    assert json.loads((cache / "it_test" / "fingerprint.json").read_text())["speech_margin"] == 1.0
+    durations = {line.split()[0]: float(line.split()[1])
+                 for line in (recipe / "dump" / "raw" / "it_test" / "utt2dur").read_text().splitlines()}
+    from espnet_adapters.whisper.encoder_cache import EncoderCache
+    stored = EncoderCache(cache / "it_test")
+    assert {utt: stored.frames(utt) for utt in durations} == {
+        utt: int(np.ceil((seconds + 1.0) * 50)) for utt, seconds in durations.items()}
+    exp = recipe / "exp_speech" / "whisper_base_lora_it_r32_qv_dec_train_smoke_speech1.0"
+    meta = json.loads((exp / "adapter" / "lora_meta.json").read_text())
+    assert meta["encoder_span"] == "speech" and meta["encoder_trim"] == 1.0
+    for model in ("whisper_base", exp.name):
+        decode = recipe / "exp_speech" / model / "decode_it_test_speech"
+        stats = json.loads((decode / "logdir" / "output.1" / "stats.json").read_text())
+        assert stats["input"] == "encoder_cache" and stats["options"]["encoder_span"] == "speech"
+        assert json.loads((decode / "score" / "scores.json").read_text())["num_utts"] == 4
+    assert "|it_test|4|whisper_base|r32_qv_dec_train_smoke_speech1.0|" in (recipe / "RESULTS_speech.md").read_text()
+
+
 def test_lid_routing_and_codeswitching(recipe: Path) -> None:
     lid = recipe / "exp" / "whisper_base_lid_mlp_mean"
     assert json.loads((lid / "lid.json").read_text())["labels"] == ["hi", "it"]

@@ -51,6 +51,8 @@ def _fails(recipe: Path, *args: str) -> str:
     (("--langs", "hi xx"), "--langs: xx: whisper-base has no language token for it"),
     (("--eval_langs", "zz"), "--langs: zz: whisper-base has no language token for it"),
     (("--cache_backend", "onnx"), "Error: --cache_backend onnx: hf or ct2"),
+    (("--decode_config", "conf/decode/speech.yaml", "--cache_backend", "ct2"),
+     "encoder_span speech (conf/decode/speech.yaml) runs the encoder on the speech only, which CTranslate2 cannot"),
 ])
 def test_bad_option(recipe: Path, args: tuple[str, ...], message: str) -> None:
     assert message in _fails(recipe, *args)
@@ -64,6 +66,7 @@ def test_bad_option(recipe: Path, args: tuple[str, ...], message: str) -> None:
     ("--lora_config", "r: 0\n", "r must be >= 1"),
     ("--train_config", "lr: fast\n", "lr: expected float"),
     ("--decode_config", "beam_size: two\n", "beam_size: expected int"),
+    ("--decode_config", "encoder_span: speech\nencoder_trim: null\n", "encoder_trim must be a number of seconds"),
     ("--augment_config", "copies: 0\n", "copies: at least 1"),
 ])
 def test_bad_config_file(recipe: Path, tmp_path: Path, flag: str, content: str, message: str) -> None:
