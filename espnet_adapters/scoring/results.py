@@ -448,6 +448,32 @@ def compare_to_base(
     return AdapterComparison(base, adapter, wer.difference, wer.relative, cer.difference, cer.relative, corr.difference)
 
 
+def comparison_table(pairs: Sequence[tuple[ScoreEntry, ScoreEntry]]) -> list[str]:
+    """Markdown rows of ``system - base`` for scored pairs of decodings of the same utterances:
+    WER / CER / words correct of both and each difference with its paired bootstrap 95% CI.
+
+    What a lever study reports (README tables; ``compare_scores``): two systems that are not an
+    adapter and its base model.  A pair whose WERs (or CERs) both exceed 100% gets no difference.
+    """
+    lines = ["|set|n|base|system|base WER / CER / Corr|system WER / CER / Corr|ΔWER [95% CI]|ΔCER [95% CI]"
+             "|ΔCorr [95% CI]|",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for base, system in pairs:
+        if base.per_utt is None or system.per_utt is None:
+            raise UserInputError(f"{base.decode_dir} / {system.decode_dir}: no per_utt.tsv (score again, stage 8)")
+        if base.set_name != system.set_name:
+            raise UserInputError(f"{base.model}/{base.decode_dir} is {base.set_name}, "
+                                 f"{system.model}/{system.decode_dir} is {system.set_name}: not the same test set")
+        row = compare_to_base(base, system)
+        wer = BOTH_OVER_100 if row.wer_both_over_100 else f"{system.wer - base.wer:+.1f}" + _bounds(row.wer, "")
+        cer = BOTH_OVER_100 if row.cer_both_over_100 else f"{system.cer - base.cer:+.1f}" + _bounds(row.cer, "")
+        corr = f"{system.corr - base.corr:+.1f}" + _bounds(row.corr, "")
+        lines.append(f"|{base.set_name}|{base.num_utts}|{base.model}/{base.decode_dir}|{system.model}/"
+                     f"{system.decode_dir}|{pct(base.wer)} / {pct(base.cer)} / {pct(base.corr)}|{pct(system.wer)} / "
+                     f"{pct(system.cer)} / {pct(system.corr)}|{wer}|{cer}|{corr}|")
+    return lines
+
+
 def _change_cells(
     new: float, old: float, difference: Interval | None, relative: Interval | None, ci_known: bool, flagged: bool
 ) -> list[str]:

@@ -350,3 +350,24 @@ def test_bad_timing_names_file_and_line(tmp_path: Path, content: str, message: s
         read_timing(timing)
     assert make_results.main(argv) == 1
     assert out.read_text(encoding="utf-8") == "old\n"
+
+
+def test_compare_scores_pairs_two_systems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """compare_scores: both systems' rates and system - base with the same intervals as RESULTS.md's table;
+    a set mismatch, an odd argument count, a missing dir are errors naming what is wrong."""
+    from espnet_adapters.bin import compare_scores
+    base = _score_dir(tmp_path / "a", "sys_a", "it_test", REFS, {"u0": "uno tre", "u1": "x", "u3": "dieci"})
+    system = _score_dir(tmp_path / "b", "sys_b", "it_test", REFS,
+                        {"u0": "uno due tre", "u1": "quattro cinque", "u2": "sei sette", "u3": "dieci"})
+    assert compare_scores.main([str(base), str(system)]) == 0
+    row = capsys.readouterr().out.splitlines()[2]
+    cells = row.strip("|").split("|")
+    assert cells[:2] == ["it_test", "4"] and cells[2] == "sys_a/decode_it_test" and cells[3] == "sys_b/decode_it_test"
+    # 10 reference words: the base misses 7 (3 correct), the system 2 (8 correct)
+    assert cells[4] == "70.0 / 75.5 / 30.0" and cells[5].startswith("20.0 / ") and cells[5].endswith(" / 80.0")
+    assert re.fullmatch(r"-50\.0 \[-\d+\.\d, [-+]\d+\.\d\]", cells[6])
+    assert cells[8].startswith("+50.0 [")
+    other = _score_dir(tmp_path / "c", "sys_c", "hi_test", {"u0": "एक"}, {"u0": "एक"})
+    assert compare_scores.main([str(base), str(other)]) == 1
+    assert compare_scores.main([str(base)]) == 1
+    assert compare_scores.main([str(base), str(tmp_path / "nowhere")]) == 1
