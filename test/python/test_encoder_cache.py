@@ -71,6 +71,14 @@ def write_feats(directory: Path, feats: dict[str, np.ndarray]) -> Path:
     return directory / "feats.scp"
 
 
+def tiny_with_feats(root: Path, base_dir: Path, count: int = 4) -> tuple[Path, dict[str, np.ndarray], Path]:
+    """A tiny Whisper under ``root/tiny``, ``count`` synthetic utterances and their dumped features:
+    (model dir, features, feats.scp)."""
+    tiny = make_tiny_whisper(root / "tiny", base_dir)
+    feats = synthetic_feats(WhisperFeatureExtractor.from_pretrained(tiny), count=count)
+    return tiny, feats, write_feats(root / "feats", feats)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory, whisper_base_dir: Path) -> Path:
     return make_tiny_whisper(tmp_path_factory.mktemp("tiny") / "tiny-whisper", whisper_base_dir)

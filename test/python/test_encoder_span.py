@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import WhisperProcessor
 
 from espnet_adapters.bin import cache_encoder, whisper_decode
 from espnet_adapters.data.kaldi import read_map, write_map
@@ -29,7 +28,7 @@ from espnet_adapters.whisper.features import iter_feats_scp, stack_features
 from espnet_adapters.whisper.inputs import batch_inputs, check_adapter_encoder_trim, open_cache, speech_frames
 from espnet_adapters.whisper.lora import META_FILE, LoraSpec
 from espnet_adapters.whisper.model import load_whisper
-from test_encoder_cache import make_tiny_whisper, synthetic_feats, write_feats
+from test_encoder_cache import tiny_with_feats
 from test_routing import make_lang_adapter
 
 CPU = torch.device("cpu")
@@ -39,9 +38,7 @@ MARGIN = 0.5
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, whisper_base_dir: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("span")
-    tiny = make_tiny_whisper(root / "tiny", whisper_base_dir)
-    feats = synthetic_feats(WhisperProcessor.from_pretrained(tiny).feature_extractor, count=4)
-    scp = write_feats(root / "feats", feats)
+    tiny, feats, scp = tiny_with_feats(root, whisper_base_dir)
     data = root / "data"
     data.mkdir()
     write_map(data / "wav.scp", {utt: "unused.wav" for utt in feats})

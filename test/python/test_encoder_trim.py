@@ -27,7 +27,7 @@ from espnet_adapters.whisper.features import iter_feats_scp
 from espnet_adapters.whisper.inputs import adapter_encoder_trim, batch_inputs, check_adapter_encoder_trim, kept_frames
 from espnet_adapters.whisper.lora import META_FILE, LoraSpec
 from espnet_adapters.whisper.model import load_whisper
-from test_encoder_cache import make_tiny_whisper, synthetic_feats, write_feats
+from test_encoder_cache import tiny_with_feats
 from test_routing import make_lang_adapter
 
 CPU = torch.device("cpu")
@@ -37,9 +37,7 @@ TRIM = 0.5
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, whisper_base_dir: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("trim")
-    tiny = make_tiny_whisper(root / "tiny", whisper_base_dir)
-    feats = synthetic_feats(WhisperProcessor.from_pretrained(tiny).feature_extractor, count=4)
-    scp = write_feats(root / "feats", feats)
+    tiny, feats, scp = tiny_with_feats(root, whisper_base_dir)
     assert cache_encoder.main(["--feats_scp", str(scp), "--whisper_model", str(tiny), "--out_dir",
                                str(root / "cache"), "--shard", "1"]) == 0
     data = root / "data"
