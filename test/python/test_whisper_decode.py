@@ -113,7 +113,7 @@ def test_safeguard_options_reach_the_decoder(mixed_dir: Path, tmp_path: Path, wh
     assert stats["options"] | {"temperatures": None} == {
         "beam_size": 1, "batch_size": 3, "max_new_tokens": 40, "lang_mode": "forced", "max_tokens_per_second": 0.5,
         "max_tokens_base": 1, "compression_ratio_threshold": 0.0, "temperatures": None, "no_repeat_ngram_size": 3,
-        "seed": 7, "encoder_trim": None, "script_constraint": False,
+        "seed": 7, "encoder_trim": None, "encoder_span": "window", "script_constraint": False,
     }
     assert stats["options"]["temperatures"] == [0.0, 0.5]
     # espeak-ng utterances of 2-4 s: caps of ceil(1 + 0.5 * seconds) <= 3 tokens, every one reached
