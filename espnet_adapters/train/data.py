@@ -135,14 +135,8 @@ class CacheSource:
         self.path = cache_dir
         self.cut_layer = cut_layer  # None: the encoder's outputs; L: the states below layer L (encoder_top)
         self.speech_margin = speech_margin  # None: the 30 s window; M: encoder_span speech, encoder_trim M
-        cache = EncoderCache(cache_dir, cut_layer=cut_layer)
-        if cache.speech_margin != speech_margin:
-            def span(margin: float | None) -> str:
-                return "the 30 s window" if margin is None else f"the speech + {margin:g} s"
-            raise UserInputError(f"{cache_dir}: holds the encoder run on {span(cache.speech_margin)}, the training "
-                                 f"needs it on {span(speech_margin)} (encoder_span, encoder_trim of the decode config)")
         expected = encoder_fingerprint(model_source, feats_scp, cut_layer, speech_margin)
-        self._cache = EncoderCache(cache_dir, expected_fingerprint=expected, cut_layer=cut_layer)
+        self._cache = EncoderCache(cache_dir, expected, cut_layer, speech_margin)
 
     def check_frames(self, seconds: Mapping[str, float]) -> None:
         """With ``encoder_span: speech``: every entry holds the frames its duration gives (else stage 5 used others)."""

@@ -292,12 +292,19 @@ def _write_body(
 class EncoderCache:
     """Read access to a cache directory: ``utt in cache``, ``cache.get_batch(utts)``.
 
+    ``cut_layer`` and ``speech_margin`` say which kind of cache the reader needs (the encoder's
+    outputs or the states below a layer; Whisper's 30 s window or ``encoder_span: speech`` with
+    that margin): another kind is refused, naming both.
+
     Raises :class:`UserInputError` naming the directory when its fingerprint is
     not ``expected_fingerprint`` (when given), a shard is missing from the
     numbering 1..N, a shard belongs to another run, or an utterance is in two shards.
     """
 
-    def __init__(self, cache_dir: Path, expected_fingerprint: str | None = None, cut_layer: int | None = None) -> None:
+    def __init__(
+        self, cache_dir: Path, expected_fingerprint: str | None = None, cut_layer: int | None = None,
+        speech_margin: float | None = None,
+    ) -> None:
         self.cache_dir = Path(cache_dir)
         record = _read_fingerprint(self.cache_dir)
         self.fingerprint = record["fingerprint"]
@@ -311,6 +318,12 @@ class EncoderCache:
                 return "the encoder's outputs" if layer is None else f"the states below encoder layer {layer}"
             raise UserInputError(f"{self.cache_dir}: holds {kind(self.cut_layer)}, but {kind(cut_layer)} are needed"
                                  " (encoder_top of the LoRA config; stage 5 caches both kinds)")
+        if self.speech_margin != speech_margin:  # before the fingerprint, which covers it: say what differs
+            def span(margin: float | None) -> str:
+                return "the 30 s window" if margin is None else f"the speech + {margin:g} s"
+            raise UserInputError(f"{self.cache_dir}: holds the encoder's outputs on {span(self.speech_margin)}, "
+                                 f"this reader needs them on {span(speech_margin)} (encoder_span, encoder_trim of "
+                                 "the decode config)")
         if expected_fingerprint is not None and self.fingerprint != expected_fingerprint:
             raise UserInputError(_stale(self.cache_dir))
         shards = {int(m[1]): p for p in self.cache_dir.iterdir() if (m := _SHARD.fullmatch(p.name))}

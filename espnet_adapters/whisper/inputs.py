@@ -278,12 +278,7 @@ def open_cache(
                 f" ({encoder_cache}) do not apply; decode from audio or --feats_scp"
             )
     expected = None if feats_scp is None else encoder_fingerprint(whisper_model, feats_scp, None, speech_margin)
-    cache = EncoderCache(encoder_cache)
-    if cache.speech_margin != speech_margin:
-        raise UserInputError(f"{encoder_cache}: holds the encoder's outputs on {_span_text(cache.speech_margin)}, "
-                             f"this decoding needs them on {_span_text(speech_margin)} (encoder_span, encoder_trim)")
-    if expected is not None and cache.fingerprint != expected:
-        cache = EncoderCache(encoder_cache, expected)  # raises: stale
+    cache = EncoderCache(encoder_cache, expected, speech_margin=speech_margin)
     if cache.model != resolve_model(whisper_model):
         raise UserInputError(
             f"{encoder_cache}: computed with {cache.model}, not {resolve_model(whisper_model)};"
@@ -412,10 +407,6 @@ def adapter_cut_layer(adapter_dirs: Sequence[Path]) -> int | None:
         named = ", ".join(f"{d} ({v})" for d, v in layers.items())
         raise UserInputError(f"adapters with different encoder cut layers cannot be decoded together: {named}")
     return next(iter(layers.values()), None)
-
-
-def _span_text(speech_margin: float | None) -> str:
-    return "the 30 s window" if speech_margin is None else f"the speech + {speech_margin:g} s"
 
 
 def _trim_text(value: float | None) -> str:

@@ -139,7 +139,9 @@ def test_span_cache_gives_the_outputs_of_the_features(setup: dict[str, Path]) ->
     longer = [d + 0.5 for d in durations]
     with pytest.raises(UserInputError, match="encoder frames cached"):
         batch_inputs(batch, cache, model=model, durations=longer, encoder_trim=MARGIN, encoder_span="speech")
-    assert EncoderCache(setup["cache"]).speech_margin == MARGIN
+    assert EncoderCache(setup["cache"], speech_margin=MARGIN).speech_margin == MARGIN
+    with pytest.raises(UserInputError, match="holds the encoder's outputs on the speech"):
+        EncoderCache(setup["cache"])  # a reader of the window (language ID's) is refused in so many words
 
 
 def test_options_adapters_and_backends_refuse_a_mismatch(setup: dict[str, Path], tmp_path: Path,

@@ -219,7 +219,7 @@ def test_speech_span_preset(recipe: Path) -> None:
     durations = {line.split()[0]: float(line.split()[1])
                  for line in (recipe / "dump" / "raw" / "it_test" / "utt2dur").read_text().splitlines()}
     from espnet_adapters.whisper.encoder_cache import EncoderCache
-    stored = EncoderCache(cache / "it_test")
+    stored = EncoderCache(cache / "it_test", speech_margin=1.0)
     assert {utt: stored.frames(utt) for utt in durations} == {
         utt: int(np.ceil((seconds + 1.0) * 50)) for utt, seconds in durations.items()}
     exp = recipe / "exp_speech" / "whisper_base_lora_it_r32_qv_dec_train_smoke_speech1.0"
